@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libvpm: the client library of vpmd, the VPM daemon.
+ *
+ * Every call returns 0 (or a non-negative value) on success and a negative errno on failure;
+ * vpm_errormsg() then describes the failure for the calling thread. Objects are reference
+ * counted: vpm_*_ref() takes a reference, vpm_*_unref() drops one and returns NULL.
+ *
+ * A context talks to one vpmd over its control socket. A context is not thread-safe; use one
+ * per thread. See libvpm(3).
+ */
+#ifndef VPM_LIBVPM_H
+#define VPM_LIBVPM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VPM_SOCKET_DEFAULT "/run/vpmd/vpmd.sock"
+#define VPM_SOCKET_ENV     "VPM_SOCKET"
+
+struct vpm_ctx;
+struct vpm_status;
+struct vpm_pool_list;
+struct vpm_pool;
+struct vpm_region;
+struct vpm_namespace;
+
+/* The library's version, e.g. "0.1.0". */
+const char *vpm_version(void);
+
+/* A description of the calling thread's last failure; never NULL. */
+const char *vpm_errormsg(void);
+
+/*
+ * Create a context for the vpmd listening on socket_path; NULL means $VPM_SOCKET, or
+ * VPM_SOCKET_DEFAULT when that is unset. Connects lazily, on the first call that needs it.
+ */
+int vpm_new(const char *socket_path, struct vpm_ctx **ret_ctx);
+struct vpm_ctx *vpm_ref(struct vpm_ctx *ctx);
+struct vpm_ctx *vpm_unref(struct vpm_ctx *ctx);
+const char *vpm_get_socket_path(const struct vpm_ctx *ctx);
+/* Bound on each request's round trip (default 30 s); 0 waits forever. */
+int vpm_set_timeout(struct vpm_ctx *ctx, uint64_t timeout_usec);
+/* Connect now; returns -ENOENT/-ECONNREFUSED when vpmd is not running, -EACCES if refused. */
+int vpm_connect(struct vpm_ctx *ctx);
+
+/* ---- daemon status ---- */
+int vpm_status_get(struct vpm_ctx *ctx, struct vpm_status **ret_status);
+struct vpm_status *vpm_status_ref(struct vpm_status *status);
+struct vpm_status *vpm_status_unref(struct vpm_status *status);
+const char *vpm_status_get_version(const struct vpm_status *status);
+int vpm_status_get_protocol(const struct vpm_status *status);
+pid_t vpm_status_get_pid(const struct vpm_status *status);
+uint64_t vpm_status_get_uptime_usec(const struct vpm_status *status);
+const char *vpm_status_get_config_file(const struct vpm_status *status);
+const char *vpm_status_get_state_dir(const struct vpm_status *status);
+const char *vpm_status_get_socket(const struct vpm_status *status);
+bool vpm_status_is_socket_activated(const struct vpm_status *status);
+const char *vpm_status_get_backend(const struct vpm_status *status);
+const char *vpm_status_get_libvirt_uri(const struct vpm_status *status);
+uint64_t vpm_status_get_dram_budget(const struct vpm_status *status);
+uint64_t vpm_status_get_epoch_interval_usec(const struct vpm_status *status);
+unsigned vpm_status_get_pool_count(const struct vpm_status *status);
+unsigned vpm_status_get_emulated_pool_count(const struct vpm_status *status);
+uint64_t vpm_status_get_pool_size(const struct vpm_status *status);
+unsigned vpm_status_get_clients(const struct vpm_status *status);
+uint64_t vpm_status_get_requests(const struct vpm_status *status);
+unsigned vpm_status_get_reloads(const struct vpm_status *status);
+/* NULL when the last reload succeeded or none happened. */
+const char *vpm_status_get_last_reload_error(const struct vpm_status *status);
+/* The whole status as JSON text (pretty when pretty is true), as vpmd sent it. */
+const char *vpm_status_get_json(const struct vpm_status *status, bool pretty);
+
+/* ---- pools and host PM ---- */
+enum vpm_pool_kind {
+	VPM_POOL_KIND_UNKNOWN,
+	VPM_POOL_KIND_DEVDAX,
+	VPM_POOL_KIND_FSDAX,
+	VPM_POOL_KIND_EMULATED,
+};
+
+int vpm_pool_list_get(struct vpm_ctx *ctx, struct vpm_pool_list **ret_list);
+struct vpm_pool_list *vpm_pool_list_ref(struct vpm_pool_list *list);
+struct vpm_pool_list *vpm_pool_list_unref(struct vpm_pool_list *list);
+const char *vpm_pool_list_get_json(const struct vpm_pool_list *list, bool pretty);
+/* Message when libndctl could not enumerate host PM; NULL when it could. */
+const char *vpm_pool_list_get_host_error(const struct vpm_pool_list *list);
+
+/* Pools vpmd has open. Iterators stay valid as long as the list. */
+struct vpm_pool *vpm_pool_get_first(struct vpm_pool_list *list);
+struct vpm_pool *vpm_pool_get_next(struct vpm_pool *pool);
+#define vpm_pool_foreach(list, pool)                                                               \
+	for (pool = vpm_pool_get_first(list); pool != NULL; pool = vpm_pool_get_next(pool))
+
+const char *vpm_pool_get_name(const struct vpm_pool *pool);
+const char *vpm_pool_get_path(const struct vpm_pool *pool);
+enum vpm_pool_kind vpm_pool_get_kind(const struct vpm_pool *pool);
+const char *vpm_pool_kind_to_string(enum vpm_pool_kind kind);
+uint64_t vpm_pool_get_size(const struct vpm_pool *pool);
+uint64_t vpm_pool_get_alignment(const struct vpm_pool *pool);
+/* "byte", "cache-line" or "page" (libpmem2's store granularity). */
+const char *vpm_pool_get_store_granularity(const struct vpm_pool *pool);
+/* False for emulated PM: data survives vpmd crashes but not power loss. */
+bool vpm_pool_is_persistent(const struct vpm_pool *pool);
+int vpm_pool_get_numa_node(const struct vpm_pool *pool);
+
+/* The host's NVDIMM regions and namespaces as libndctl sees them (none on hosts without PM). */
+struct vpm_region *vpm_region_get_first(struct vpm_pool_list *list);
+struct vpm_region *vpm_region_get_next(struct vpm_region *region);
+#define vpm_region_foreach(list, region)                                                           \
+	for (region = vpm_region_get_first(list); region != NULL;                                  \
+	     region = vpm_region_get_next(region))
+
+const char *vpm_region_get_name(const struct vpm_region *region);
+const char *vpm_region_get_type(const struct vpm_region *region);
+uint64_t vpm_region_get_size(const struct vpm_region *region);
+uint64_t vpm_region_get_available_size(const struct vpm_region *region);
+int vpm_region_get_numa_node(const struct vpm_region *region);
+
+struct vpm_namespace *vpm_namespace_get_first(struct vpm_region *region);
+struct vpm_namespace *vpm_namespace_get_next(struct vpm_namespace *ns);
+#define vpm_namespace_foreach(region, ns)                                                          \
+	for (ns = vpm_namespace_get_first(region); ns != NULL; ns = vpm_namespace_get_next(ns))
+
+const char *vpm_namespace_get_name(const struct vpm_namespace *ns);
+/* "fsdax", "devdax", "sector", "raw" */
+const char *vpm_namespace_get_mode(const struct vpm_namespace *ns);
+uint64_t vpm_namespace_get_size(const struct vpm_namespace *ns);
+/* "dax0.0" for devdax, "pmem0" for fsdax; NULL when there is none. */
+const char *vpm_namespace_get_device(const struct vpm_namespace *ns);
+
+/* ---- control ---- */
+/* Ask vpmd to re-read its configuration (root only). */
+int vpm_reload(struct vpm_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VPM_LIBVPM_H */

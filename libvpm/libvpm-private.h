@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef LIBVPM_PRIVATE_H
+#define LIBVPM_PRIVATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "macro.h"
+#include "vpm/libvpm.h"
+
+/* Record the calling thread's error message; returns -abs(error). */
+int vpm_set_error(int error, const char *fmt, ...) _printf_(2, 3);
+
+/* Send one request and wait for its reply; on success *ret_result is a new reference. */
+int vpm_call(struct vpm_ctx *ctx, const char *method, struct json_object *params,
+	     struct json_object **ret_result);
+
+/* Lenient field access for reply objects: missing or mistyped fields read as 0/NULL. */
+const char *vpm_json_str(struct json_object *o, const char *key);
+uint64_t vpm_json_u64(struct json_object *o, const char *key);
+int vpm_json_int(struct json_object *o, const char *key, int fallback);
+bool vpm_json_bool(struct json_object *o, const char *key);
+struct json_object *vpm_json_child(struct json_object *o, const char *key);
+const char *vpm_json_text(struct json_object *o, bool pretty);
+
+#endif

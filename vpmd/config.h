@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef VPMD_CONFIG_H
+#define VPMD_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "macro.h"
+
+#ifndef VPMD_DEFAULT_CONFIG
+#define VPMD_DEFAULT_CONFIG "/etc/vpm/vpmd.conf"
+#endif
+#define VPMD_MAX_POOLS      64
+#define VPMD_POOL_NAME_MAX  64
+
+enum pool_kind {
+	POOL_KIND_AUTO,     /* devdax for a character device, fsdax for a file */
+	POOL_KIND_DEVDAX,
+	POOL_KIND_FSDAX,
+	POOL_KIND_EMULATED, /* plain file, no persistence guarantee */
+	_POOL_KIND_MAX,
+};
+
+enum backend_kind {
+	BACKEND_SIM,
+	BACKEND_KVM,
+	_BACKEND_MAX,
+};
+
+struct pool_config {
+	char *name;
+	char *path;
+	enum pool_kind kind;
+	uint64_t size; /* 0 = take the size of the existing file or device */
+	unsigned line; /* where its section starts, for messages */
+};
+
+struct vpmd_config {
+	char *file; /* the file this came from */
+
+	char *socket_path;
+	mode_t socket_mode;
+	char *socket_group; /* members may read state; NULL or "" = root only */
+	char *state_dir;
+	enum backend_kind backend;
+	char *libvirt_uri;
+	uint64_t dram_budget;
+	uint64_t epoch_interval_usec;
+	unsigned max_clients;
+	uint64_t client_idle_timeout_usec;
+	uint64_t max_request_size;
+	int log_level;
+
+	struct pool_config *pools;
+	size_t n_pools;
+};
+
+/*
+ * Read and validate a configuration file. On a bad file returns -EINVAL and sets
+ * *ret_errors to one line per problem, each naming file, line and key.
+ */
+int config_load(const char *file, struct vpmd_config **ret_config, char **ret_errors);
+/* Same, from a string; file names the source in messages. */
+int config_load_string(const char *text, const char *file, struct vpmd_config **ret_config,
+		       char **ret_errors);
+
+struct vpmd_config *config_free(struct vpmd_config *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct vpmd_config *, config_free);
+
+const struct pool_config *config_find_pool(const struct vpmd_config *c, const char *name);
+bool pool_config_equal(const struct pool_config *a, const struct pool_config *b);
+
+const char *pool_kind_to_string(enum pool_kind k);
+const char *backend_kind_to_string(enum backend_kind b);
+
+#endif

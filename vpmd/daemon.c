@@ -1,0 +1,681 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <libvirt/libvirt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+
+#include "daemon.h"
+#include "hostpm.h"
+#include "json-util.h"
+#include "log.h"
+#include "parse-util.h"
+
+static void errbuf_printf(char *errbuf, size_t errlen, const char *fmt, ...) _printf_(3, 4);
+static void errbuf_printf(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(errbuf, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- state directory ---------------------------------------------------------------- */
+
+static int read_lock_holder(int fd)
+{
+	char buf[32] = "";
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+	return n > 0 ? atoi(buf) : 0;
+}
+
+/* One vpmd per state directory: hold an flock on <state_dir>/vpmd.pid, which names us. */
+static int lock_state_dir(const char *dir)
+{
+	_cleanup_free_ char *path = NULL;
+	_cleanup_close_ int fd = -1;
+	char pid[32];
+	int n;
+
+	if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+		return log_error_errno(errno, "Failed to create state directory '%s': %m", dir);
+	if (asprintf(&path, "%s/vpmd.pid", dir) < 0)
+		return log_oom();
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		return log_error_errno(errno, "Failed to open lock file '%s': %m", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK)
+			return log_error_errno(EBUSY,
+					       "Another vpmd (pid %d) is using state directory '%s'; "
+					       "stop it first or configure another state_dir",
+					       read_lock_holder(fd), dir);
+		return log_error_errno(errno, "Failed to lock '%s': %m", path);
+	}
+	n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		return log_error_errno(errno, "Failed to write '%s': %m", path);
+	return TAKE_FD(fd);
+}
+
+/* ---- configuration pieces ------------------------------------------------------------ */
+
+static void resolve_read_group(const struct vpmd_config *c, struct control_limits *l)
+{
+	struct group grp, *res = NULL;
+	char buf[4096];
+
+	l->has_read_gid = false;
+	if (!c->socket_group || !*c->socket_group)
+		return;
+	if (getgrnam_r(c->socket_group, &grp, buf, sizeof(buf), &res) != 0 || !res) {
+		log_warning("Group '%s' (socket_group) does not exist, so only root may use vpmd; "
+			    "create it with 'groupadd --system %s'",
+			    c->socket_group, c->socket_group);
+		return;
+	}
+	l->has_read_gid = true;
+	l->read_gid = res->gr_gid;
+}
+
+static struct control_limits limits_from_config(const struct vpmd_config *c)
+{
+	struct control_limits l = {
+		.max_clients = c->max_clients,
+		.idle_timeout_usec = c->client_idle_timeout_usec,
+		.max_request_size = (size_t)c->max_request_size,
+	};
+
+	resolve_read_group(c, &l);
+	return l;
+}
+
+/* ---- pools ---------------------------------------------------------------------------- */
+
+static struct pool *find_open_pool(struct pool **pools, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (streq(pools[i]->config.name, name))
+			return pools[i];
+	return NULL;
+}
+
+static void close_pools(struct pool **pools, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		pool_close(pools[i]);
+	free(pools);
+}
+
+/* Two pool sections naming the same file or device under different paths. */
+static int check_pool_aliases(struct pool **pools, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < i; j++)
+			if (pools[i]->dev == pools[j]->dev && pools[i]->ino == pools[j]->ino)
+				return log_error_errno(EINVAL,
+						       "Pools '%s' and '%s' are the same file or "
+						       "device; remove one of them",
+						       pools[j]->config.name, pools[i]->config.name);
+	return 0;
+}
+
+/*
+ * Build the pool set for config c: keep pools from `old` whose section is unchanged, open
+ * the new ones. Changing an open pool's path, kind or size needs a restart. On failure
+ * nothing in `old` is touched and everything opened here is closed again.
+ */
+static int open_pools(const struct vpmd_config *c, struct pool **old, size_t n_old,
+		      struct pool ***ret_pools, char *errbuf, size_t errlen)
+{
+	struct pool **pools = calloc(c->n_pools ? c->n_pools : 1, sizeof(*pools));
+	bool *fresh = calloc(c->n_pools ? c->n_pools : 1, sizeof(*fresh));
+	int r = 0;
+
+	if (!pools || !fresh) {
+		free(pools);
+		free(fresh);
+		return log_oom();
+	}
+	for (size_t i = 0; i < c->n_pools; i++) {
+		const struct pool_config *pc = &c->pools[i];
+		struct pool *p = find_open_pool(old, n_old, pc->name);
+
+		if (p && !pool_config_equal(&p->config, pc)) {
+			errbuf_printf(errbuf, errlen,
+				      "pool '%s' changed; an open pool's path, kind or size can only "
+				      "change with a restart of vpmd",
+				      pc->name);
+			r = log_error_errno(EBUSY, "%s", errbuf);
+			break;
+		}
+		if (!p) {
+			r = pool_open(pc, &p);
+			if (r < 0) {
+				errbuf_printf(errbuf, errlen, "pool '%s' could not be opened: %s",
+					      pc->name, strerror(-r));
+				break;
+			}
+			fresh[i] = true;
+		}
+		pools[i] = p;
+	}
+	if (r >= 0) {
+		r = check_pool_aliases(pools, c->n_pools);
+		if (r < 0)
+			errbuf_printf(errbuf, errlen, "two pools are the same file or device");
+	}
+	if (r < 0) {
+		for (size_t i = 0; i < c->n_pools; i++)
+			if (fresh[i])
+				pool_close(pools[i]);
+		free(pools);
+		free(fresh);
+		return r;
+	}
+	free(fresh);
+	*ret_pools = pools;
+	return 0;
+}
+
+/* Close pools of the old set that the new set does not hold. */
+static void close_dropped_pools(struct pool **old, size_t n_old, struct pool **new, size_t n_new)
+{
+	for (size_t i = 0; i < n_old; i++) {
+		bool kept = false;
+
+		for (size_t j = 0; j < n_new && !kept; j++)
+			kept = old[i] == new[j];
+		if (!kept) {
+			log_info("Pool '%s' removed from the configuration, closing it",
+				 old[i]->config.name);
+			pool_close(old[i]);
+		}
+	}
+	free(old);
+}
+
+/* ---- status --------------------------------------------------------------------------- */
+
+static void notify_status(struct daemon *d)
+{
+	const struct control_stats *st = control_server_get_stats(d->control);
+	uint64_t bytes = 0;
+	unsigned emulated = 0;
+	char size[32];
+
+	for (size_t i = 0; i < d->n_pools; i++) {
+		bytes += d->pools[i]->size;
+		emulated += !pool_is_persistent(d->pools[i]);
+	}
+	sd_notifyf(false, "STATUS=Serving %zu pool%s (%s%s), %u client%s", d->n_pools,
+		   d->n_pools == 1 ? "" : "s", format_bytes(size, sizeof(size), bytes),
+		   emulated ? ", emulated PM without persistence" : "", st->clients,
+		   st->clients == 1 ? "" : "s");
+}
+
+/* The libvirt library vpmd runs with, "9.0.0"; NULL if libvirt cannot tell. */
+static const char *libvirt_version(char *buf, size_t len)
+{
+	unsigned long v = 0;
+
+	if (virGetVersion(&v, NULL, NULL) < 0)
+		return NULL;
+	snprintf(buf, len, "%lu.%lu.%lu", v / 1000000, (v / 1000) % 1000, v % 1000);
+	return buf;
+}
+
+static struct json_object *clients_json(const struct daemon *d)
+{
+	const struct control_stats *st = control_server_get_stats(d->control);
+	_cleanup_json_ struct json_object *o = json_object_new_object();
+	int r = 0;
+
+	if (!o)
+		return NULL;
+	r |= json_add(o, "connected", json_object_new_int(st->clients));
+	r |= json_add(o, "max", json_object_new_int(d->config->max_clients));
+	r |= json_add(o, "max_seen", json_object_new_int(st->max_clients_seen));
+	r |= json_add(o, "connections", json_object_new_uint64(st->connections));
+	r |= json_add(o, "requests", json_object_new_uint64(st->requests));
+	r |= json_add(o, "errors", json_object_new_uint64(st->errors));
+	r |= json_add(o, "refused", json_object_new_uint64(st->refused));
+	r |= json_add(o, "protocol_errors", json_object_new_uint64(st->protocol_errors));
+	r |= json_add(o, "idle_closed", json_object_new_uint64(st->idle_closed));
+	return r ? NULL : TAKE_PTR(o);
+}
+
+static struct json_object *pools_summary_json(const struct daemon *d)
+{
+	_cleanup_json_ struct json_object *o = json_object_new_object();
+	uint64_t bytes = 0;
+	int persistent = 0, r = 0;
+
+	if (!o)
+		return NULL;
+	for (size_t i = 0; i < d->n_pools; i++) {
+		bytes += d->pools[i]->size;
+		persistent += pool_is_persistent(d->pools[i]);
+	}
+	r |= json_add(o, "count", json_object_new_int((int)d->n_pools));
+	r |= json_add(o, "size", json_object_new_uint64(bytes));
+	r |= json_add(o, "persistent", json_object_new_int(persistent));
+	r |= json_add(o, "emulated", json_object_new_int((int)d->n_pools - persistent));
+	return r ? NULL : TAKE_PTR(o);
+}
+
+static int method_status(struct daemon *d, struct json_object *params,
+			 struct json_object **ret, char *errbuf, size_t errlen)
+{
+	const struct vpmd_config *c = d->config;
+	_cleanup_json_ struct json_object *o = json_object_new_object();
+	char lv[32];
+	int r = 0;
+
+	(void)params;
+	(void)errbuf;
+	(void)errlen;
+	if (!o)
+		return -ENOMEM;
+	r |= json_add(o, "version", json_object_new_string(VPM_VERSION));
+	r |= json_add(o, "protocol", json_object_new_int(VPM_PROTOCOL_VERSION));
+	r |= json_add(o, "pid", json_object_new_int((int)getpid()));
+	r |= json_add(o, "started_at_usec", json_object_new_uint64(d->start_realtime));
+	r |= json_add(o, "uptime_usec",
+		      json_object_new_uint64(now_usec(CLOCK_MONOTONIC) - d->start_monotonic));
+	r |= json_add(o, "config_file", json_object_new_string(d->config_file));
+	r |= json_add(o, "state_dir", json_object_new_string(c->state_dir));
+	r |= json_add(o, "socket", json_object_new_string(c->socket_path));
+	r |= json_add(o, "socket_activated", json_object_new_boolean(d->socket_activated));
+	r |= json_add(o, "backend", json_object_new_string(backend_kind_to_string(c->backend)));
+	r |= json_add(o, "libvirt_uri", json_object_new_string(c->libvirt_uri));
+	r |= json_add_string_or_null(o, "libvirt_version", libvirt_version(lv, sizeof(lv)));
+	r |= json_add(o, "dram_budget", json_object_new_uint64(c->dram_budget));
+	r |= json_add(o, "epoch_interval_usec", json_object_new_uint64(c->epoch_interval_usec));
+	r |= json_add(o, "log_level", json_object_new_string(log_level_to_string(c->log_level)));
+	r |= json_add(o, "watchdog_usec", json_object_new_uint64(d->watchdog_usec));
+	r |= json_add(o, "pools", pools_summary_json(d));
+	r |= json_add(o, "clients", clients_json(d));
+	r |= json_add(o, "reloads", json_object_new_int((int)d->reloads));
+	r |= json_add_string_or_null(o, "last_reload_error", d->last_reload_error);
+	if (r)
+		return -ENOMEM;
+	*ret = TAKE_PTR(o);
+	return 0;
+}
+
+static int method_pools(struct daemon *d, struct json_object *params, struct json_object **ret,
+			char *errbuf, size_t errlen)
+{
+	_cleanup_json_ struct json_object *o = json_object_new_object();
+	struct json_object *pools = json_object_new_array(), *host = NULL;
+	int r;
+
+	(void)params;
+	(void)errbuf;
+	(void)errlen;
+	if (!o || json_add(o, "pools", pools) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->n_pools; i++)
+		if (json_append(pools, pool_to_json(d->pools[i])) < 0)
+			return -ENOMEM;
+
+	r = hostpm_scan(&host);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0) {
+		char msg[256];
+
+		snprintf(msg, sizeof(msg), "libndctl enumeration failed: %s", strerror(-r));
+		if (json_add_null(o, "host") < 0 ||
+		    json_add(o, "host_error", json_object_new_string(msg)) < 0)
+			return -ENOMEM;
+	} else if (json_add(o, "host", host) < 0)
+		return -ENOMEM;
+	*ret = TAKE_PTR(o);
+	return 0;
+}
+
+static int method_reload(struct daemon *d, struct json_object *params, struct json_object **ret,
+			 char *errbuf, size_t errlen)
+{
+	_cleanup_json_ struct json_object *o = json_object_new_object();
+	_cleanup_free_ char *error = NULL;
+	struct json_object *warnings = NULL;
+	int r;
+
+	(void)params;
+	if (!o)
+		return -ENOMEM;
+	r = daemon_reload(d, &error, &warnings);
+	if (r < 0) {
+		errbuf_printf(errbuf, errlen, "reload failed, vpmd keeps its old configuration: %s",
+			      error ? error : strerror(-r));
+		return r;
+	}
+	if (json_add(o, "reloaded", json_object_new_boolean(true)) < 0 ||
+	    json_add(o, "warnings", warnings) < 0)
+		return -ENOMEM;
+	*ret = TAKE_PTR(o);
+	return 0;
+}
+
+struct method {
+	const char *name;
+	enum vpm_access access;
+	int (*fn)(struct daemon *d, struct json_object *params, struct json_object **ret,
+		  char *errbuf, size_t errlen);
+};
+
+static const struct method methods[] = {
+	{ "status", VPM_ACCESS_READ, method_status },
+	{ "pools", VPM_ACCESS_READ, method_pools },
+	{ "reload", VPM_ACCESS_CHANGE, method_reload },
+};
+
+int daemon_dispatch(void *userdata, const struct control_peer *peer, const char *method,
+		    struct json_object *params, struct json_object **ret_result, char *errbuf,
+		    size_t errlen)
+{
+	struct daemon *d = userdata;
+
+	for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
+		const struct method *m = &methods[i];
+
+		if (!streq(m->name, method))
+			continue;
+		if (peer->access < m->access) {
+			errbuf_printf(errbuf, errlen,
+				      "'%s' changes vpmd's state and needs root; uid %u may only "
+				      "read",
+				      m->name, (unsigned)peer->uid);
+			return -EPERM;
+		}
+		/* None of today's methods take parameters; refuse what would be ignored. */
+		json_object_object_foreach(params, key, val)
+		{
+			(void)val;
+			errbuf_printf(errbuf, errlen, "method '%s' takes no parameter '%.64s'",
+				      m->name, key);
+			return -EINVAL;
+		}
+		return m->fn(d, params, ret_result, errbuf, errlen);
+	}
+	errbuf_printf(errbuf, errlen, "unknown method '%.64s'; this vpmd %s speaks protocol %d",
+		      method, VPM_VERSION, VPM_PROTOCOL_VERSION);
+	return -EOPNOTSUPP;
+}
+
+/* ---- reload --------------------------------------------------------------------------- */
+
+static int warn_restart(struct json_object *warnings, const char *key, const char *old,
+			const char *new)
+{
+	char msg[512];
+
+	if (streq_ptr(old, new))
+		return 0;
+	snprintf(msg, sizeof(msg), "%s changed from '%s' to '%s'; this takes effect when vpmd "
+				   "restarts",
+		 key, old, new);
+	log_warning("%s", msg);
+	return json_append(warnings, json_object_new_string(msg));
+}
+
+/* Keep settings that only a restart can change at their running values, with a warning. */
+static int keep_restart_settings(const struct vpmd_config *old, struct vpmd_config *new,
+				 struct json_object *warnings)
+{
+	char om[8], nm[8];
+	int r = 0;
+
+	snprintf(om, sizeof(om), "%04o", (unsigned)old->socket_mode);
+	snprintf(nm, sizeof(nm), "%04o", (unsigned)new->socket_mode);
+	r |= warn_restart(warnings, "socket", old->socket_path, new->socket_path);
+	r |= warn_restart(warnings, "socket_mode", om, nm);
+	r |= warn_restart(warnings, "state_dir", old->state_dir, new->state_dir);
+	r |= warn_restart(warnings, "backend", backend_kind_to_string(old->backend),
+			  backend_kind_to_string(new->backend));
+	r |= warn_restart(warnings, "libvirt_uri", old->libvirt_uri, new->libvirt_uri);
+	if (r)
+		return -ENOMEM;
+	new->socket_mode = old->socket_mode;
+	new->backend = old->backend;
+	if (free_and_strdup(&new->socket_path, old->socket_path) < 0 ||
+	    free_and_strdup(&new->state_dir, old->state_dir) < 0 ||
+	    free_and_strdup(&new->libvirt_uri, old->libvirt_uri) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int daemon_reload(struct daemon *d, char **ret_error, struct json_object **ret_warnings)
+{
+	_cleanup_(config_freep) struct vpmd_config *c = NULL;
+	_cleanup_json_ struct json_object *warnings = json_object_new_array();
+	struct control_limits limits;
+	struct pool **pools = NULL;
+	char errbuf[512] = "";
+	char *errors = NULL;
+	int r;
+
+	sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=Reloading %s",
+		   now_usec(CLOCK_MONOTONIC), d->config_file);
+	log_info("Reloading configuration from %s", d->config_file);
+	if (!warnings) {
+		r = log_oom();
+		goto done;
+	}
+
+	r = config_load(d->config_file, &c, &errors);
+	if (r < 0) {
+		if (!errors && asprintf(&errors, "%s: %s", d->config_file, strerror(-r)) < 0)
+			errors = NULL;
+		log_error("Reload failed, keeping the running configuration: %s",
+			  errors ? errors : strerror(-r));
+		goto done;
+	}
+	r = keep_restart_settings(d->config, c, warnings);
+	if (r < 0)
+		goto done;
+	r = open_pools(c, d->pools, d->n_pools, &pools, errbuf, sizeof(errbuf));
+	if (r < 0) {
+		errors = strdup(errbuf);
+		goto done;
+	}
+
+	/* Nothing can fail from here on: apply. */
+	close_dropped_pools(d->pools, d->n_pools, pools, c->n_pools);
+	d->pools = pools;
+	d->n_pools = c->n_pools;
+	log_set_max_level(c->log_level);
+	limits = limits_from_config(c);
+	control_server_set_limits(d->control, &limits);
+	config_free(d->config);
+	d->config = TAKE_PTR(c);
+	d->reloads++;
+	log_info("Configuration reloaded");
+
+done:
+	free(d->last_reload_error);
+	d->last_reload_error = r < 0 ? (errors ? strdup(errors) : strdup(strerror(-r))) : NULL;
+	sd_notify(false, "READY=1");
+	notify_status(d);
+	if (r < 0) {
+		sd_notifyf(false, "STATUS=Reload failed, running the previous configuration: %s",
+			   d->last_reload_error ? d->last_reload_error : "");
+		if (ret_error)
+			*ret_error = errors;
+		else
+			free(errors);
+		return r;
+	}
+	if (ret_warnings)
+		*ret_warnings = TAKE_PTR(warnings);
+	return 0;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------ */
+
+static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	(void)userdata;
+	log_info("Received %s, stopping", strsignal((int)si->ssi_signo));
+	sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
+	return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	(void)s;
+	(void)si;
+	(void)daemon_reload(userdata, NULL, NULL);
+	return 0;
+}
+
+static int setup_event_loop(struct daemon *d)
+{
+	sigset_t mask;
+	int r;
+
+	r = sd_event_default(&d->event);
+	if (r < 0)
+		return log_error_errno(r, "Failed to create the event loop: %m");
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+		return log_error_errno(errno, "Failed to block signals: %m");
+	signal(SIGPIPE, SIG_IGN);
+
+	r = sd_event_add_signal(d->event, NULL, SIGTERM, on_terminate, d);
+	if (r >= 0)
+		r = sd_event_add_signal(d->event, NULL, SIGINT, on_terminate, d);
+	if (r >= 0)
+		r = sd_event_add_signal(d->event, NULL, SIGHUP, on_reload_signal, d);
+	if (r < 0)
+		return log_error_errno(r, "Failed to watch signals: %m");
+
+	/* Sends WATCHDOG=1 at half of WatchdogSec= when systemd asks for it. */
+	r = sd_event_set_watchdog(d->event, true);
+	if (r < 0)
+		return log_error_errno(r, "Failed to enable the watchdog: %m");
+	if (sd_watchdog_enabled(false, &d->watchdog_usec) <= 0)
+		d->watchdog_usec = 0;
+	return 0;
+}
+
+static int setup_control(struct daemon *d)
+{
+	struct control_limits limits = limits_from_config(d->config);
+	gid_t group = limits.has_read_gid ? limits.read_gid : (gid_t)-1;
+	int fd, r;
+
+	fd = control_socket_open(d->config->socket_path, d->config->socket_mode, group,
+				 &d->socket_activated);
+	if (fd < 0)
+		return fd;
+	if (!d->socket_activated) {
+		d->bound_socket = strdup(d->config->socket_path);
+		if (!d->bound_socket) {
+			safe_close(fd);
+			return log_oom();
+		}
+	}
+	r = control_server_new(d->event, fd, &limits, daemon_dispatch, d, &d->control);
+	if (r < 0) {
+		safe_close(fd);
+		return log_error_errno(r, "Failed to set up the control server: %m");
+	}
+	return 0;
+}
+
+int daemon_new(const char *config_file, struct daemon **ret_daemon)
+{
+	_cleanup_(daemon_freep) struct daemon *d = NULL;
+	_cleanup_free_ char *errors = NULL;
+	char errbuf[512];
+	int r;
+
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return log_oom();
+	d->lock_fd = -1;
+	d->start_monotonic = now_usec(CLOCK_MONOTONIC);
+	d->start_realtime = now_usec(CLOCK_REALTIME);
+	d->config_file = strdup(config_file);
+	if (!d->config_file)
+		return log_oom();
+
+	r = config_load(config_file, &d->config, &errors);
+	if (r < 0) {
+		if (errors) {
+			log_error("Invalid configuration:\n%s", errors);
+			return -EINVAL;
+		}
+		return log_error_errno(r, "Failed to read configuration '%s': %m", config_file);
+	}
+	log_set_max_level(d->config->log_level);
+
+	d->lock_fd = lock_state_dir(d->config->state_dir);
+	if (d->lock_fd < 0)
+		return d->lock_fd;
+	r = open_pools(d->config, NULL, 0, &d->pools, errbuf, sizeof(errbuf));
+	if (r < 0)
+		return r;
+	d->n_pools = d->config->n_pools;
+	if (d->n_pools == 0)
+		log_notice("No [pool] sections in %s: vpmd has no PM to manage yet", config_file);
+
+	r = setup_event_loop(d);
+	if (r < 0)
+		return r;
+	r = setup_control(d);
+	if (r < 0)
+		return r;
+	*ret_daemon = TAKE_PTR(d);
+	return 0;
+}
+
+int daemon_run(struct daemon *d)
+{
+	int r;
+
+	sd_notifyf(false, "READY=1\nMAINPID=%d", (int)getpid());
+	notify_status(d);
+	log_info("vpmd %s ready: %zu pool(s), socket %s", VPM_VERSION, d->n_pools,
+		 d->config->socket_path);
+	r = sd_event_loop(d->event);
+	if (r < 0)
+		return log_error_errno(r, "Event loop failed: %m");
+	return 0;
+}
+
+struct daemon *daemon_free(struct daemon *d)
+{
+	if (!d)
+		return NULL;
+	control_server_free(d->control);
+	if (d->bound_socket)
+		(void)unlink(d->bound_socket);
+	free(d->bound_socket);
+	if (d->pools)
+		close_pools(d->pools, d->n_pools);
+	sd_event_unref(d->event);
+	safe_close(d->lock_fd);
+	config_free(d->config);
+	free(d->config_file);
+	free(d->last_reload_error);
+	free(d);
+	return NULL;
+}
