@@ -289,8 +289,11 @@ static int client_on_io(sd_event_source *src, int fd, uint32_t revents, void *us
 		if (r >= 0)
 			r = client_reset_idle(c);
 	}
-	if (r >= 0 && (revents & EPOLLOUT) && c->out)
+	if (r >= 0 && (revents & EPOLLOUT) && c->out) {
 		r = client_write(c);
+		if (r >= 0)
+			r = client_reset_idle(c); /* a client reading a long reply is not idle */
+	}
 	/* Answer everything already buffered, one reply at a time. */
 	while (r >= 0 && !c->out && !c->close_after_reply) {
 		size_t before = c->in_len;

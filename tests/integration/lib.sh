@@ -1,0 +1,103 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Shared helpers for the integration tests: a private vpmd on a temporary socket, state
+# directory and emulated pool. Source it; VPM_BUILD names the build directory.
+set -euo pipefail
+
+: "${VPM_BUILD:?VPM_BUILD must name the build directory}"
+VPMD="$VPM_BUILD/vpmd/vpmd"
+VPMCTL="$VPM_BUILD/cli/vpmctl"
+T=$(mktemp -d /tmp/vpm-it.XXXXXX)
+chmod 0755 "$T"
+SOCK="$T/vpmd.sock"
+CONF="$T/vpmd.conf"
+VPMD_PID=
+
+fail() {
+	echo "FAIL: $*" >&2
+	if [ -f "$T/vpmd.log" ]; then
+		echo "--- vpmd log ---" >&2
+		tail -n 40 "$T/vpmd.log" >&2
+	fi
+	exit 1
+}
+
+cleanup() {
+	if [ -n "$VPMD_PID" ] && kill -0 "$VPMD_PID" 2>/dev/null; then
+		kill -TERM "$VPMD_PID" 2>/dev/null || true
+		wait "$VPMD_PID" 2>/dev/null || true
+	fi
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+# write_config [extra [daemon] lines...]: a config with one 16 MiB emulated pool.
+write_config() {
+	{
+		echo "[daemon]"
+		echo "socket = $SOCK"
+		echo "state_dir = $T/state"
+		echo "socket_mode = 0666"
+		for line in "$@"; do echo "$line"; done
+		echo
+		echo "[pool test]"
+		echo "path = $T/pool0"
+		echo "kind = emulated"
+		echo "size = 16M"
+	} >"$CONF"
+}
+
+# wait_ready: until vpmctl gets an answer, at most 10 s.
+wait_ready() {
+	for _ in $(seq 100); do
+		if "$VPMCTL" -s "$SOCK" status >/dev/null 2>&1; then
+			return 0
+		fi
+		if [ -n "$VPMD_PID" ] && ! kill -0 "$VPMD_PID" 2>/dev/null; then
+			fail "vpmd exited during start-up"
+		fi
+		sleep 0.1
+	done
+	fail "vpmd did not answer on $SOCK within 10 s"
+}
+
+# start_vpmd: vpmd in the foreground, in the background of this shell.
+start_vpmd() {
+	"$VPMD" --foreground --config "$CONF" >>"$T/vpmd.log" 2>&1 &
+	VPMD_PID=$!
+	wait_ready
+}
+
+# stop_vpmd: SIGTERM; a child must exit 0, a detached daemon must be gone within 10 s.
+stop_vpmd() {
+	local rc=0
+	kill -TERM "$VPMD_PID"
+	if jobs -p | grep -qx "$VPMD_PID"; then
+		wait "$VPMD_PID" || rc=$?
+		[ "$rc" -eq 0 ] || fail "vpmd exited with $rc on SIGTERM"
+	else
+		for _ in $(seq 100); do
+			kill -0 "$VPMD_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		! kill -0 "$VPMD_PID" 2>/dev/null || fail "vpmd did not stop on SIGTERM"
+	fi
+	VPMD_PID=
+}
+
+# expect_rc CODE CMD...: run CMD, check its exit code, keep its stderr in $T/stderr.
+expect_rc() {
+	local want=$1 rc=0
+	shift
+	"$@" >"$T/stdout" 2>"$T/stderr" || rc=$?
+	[ "$rc" -eq "$want" ] || fail "'$*' exited $rc, expected $want; stderr: $(cat "$T/stderr")"
+}
+
+expect_grep() {
+	local pattern=$1 file=$2
+	grep -q -- "$pattern" "$file" || fail "'$pattern' not in $file: $(cat "$file")"
+}
+
+# jq_check EXPR FILE: EXPR must be true for the JSON in FILE.
+jq_check() {
+	jq -e "$1" "$2" >/dev/null || fail "jq '$1' is false for $(cat "$2")"
+}

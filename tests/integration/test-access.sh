@@ -1,0 +1,62 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Peer credentials decide: root changes state, members of socket_group read (as primary or
+# supplementary group), everyone else is refused with EACCES; readers asking for a change
+# get EPERM. Runs vpmctl as other users with setpriv, so it needs root.
+. "$(dirname "$0")/lib.sh"
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "test-access: needs root to run clients as other users (setpriv)"
+	exit 77
+fi
+command -v setpriv >/dev/null || fail "setpriv (util-linux) is missing"
+
+NOBODY=65534
+READER_GID=$(getent group nogroup | cut -d: -f3)
+OTHER_GID=$(getent group daemon | cut -d: -f3)
+[ -n "$READER_GID" ] && [ -n "$OTHER_GID" ] || fail "groups nogroup and daemon are needed"
+
+# vpmctl and libvpm where an unprivileged user can run them
+mkdir -m 0755 "$T/bin"
+cp "$VPMCTL" "$T/bin/"
+cp -P "$VPM_BUILD"/libvpm/libvpm.so* "$T/bin/"
+chmod -R a+rX "$T/bin"
+as_user() {
+	local gid=$1 groups=$2
+	shift 2
+	setpriv --reuid="$NOBODY" --regid="$gid" --groups="$groups" \
+		env LD_LIBRARY_PATH="$T/bin" "$T/bin/vpmctl" -s "$SOCK" "$@"
+}
+
+write_config "socket_group = nogroup"
+start_vpmd
+
+# reader: primary group
+expect_rc 0 as_user "$READER_GID" "$READER_GID" -j status
+jq_check '.protocol == 1' "$T/stdout"
+expect_rc 0 as_user "$READER_GID" "$READER_GID" pools
+# reader: supplementary group only (SO_PEERGROUPS)
+expect_rc 0 as_user "$OTHER_GID" "$READER_GID" -j status
+# a reader may not change state
+expect_rc 4 as_user "$READER_GID" "$READER_GID" reload
+expect_grep "needs root" "$T/stderr"
+# not a member: refused outright
+expect_rc 4 as_user "$OTHER_GID" "$OTHER_GID" status
+expect_grep "access to vpmd denied" "$T/stderr"
+# root may change state
+expect_rc 0 "$VPMCTL" -s "$SOCK" reload
+expect_rc 0 "$VPMCTL" -s "$SOCK" -j status
+jq_check '.clients.refused == 1 and .clients.errors == 1 and .reloads == 1' "$T/stdout"
+stop_vpmd
+
+# The default socket mode 0660 with the socket's group set to socket_group: outsiders cannot
+# even connect.
+write_config "socket_group = nogroup" "socket_mode = 0660"
+sed -i '/^socket_mode = 0666$/d' "$CONF"
+start_vpmd
+[ "$(stat -c '%a %G' "$SOCK")" = "660 nogroup" ] || fail "socket is $(stat -c '%a %G' "$SOCK")"
+expect_rc 0 as_user "$READER_GID" "$READER_GID" status
+expect_rc 4 as_user "$OTHER_GID" "$OTHER_GID" status
+expect_grep "Permission denied" "$T/stderr"
+stop_vpmd
+echo "test-access: ok"
