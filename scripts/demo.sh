@@ -1,0 +1,61 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# The main job, end to end on this machine: build VPM, start vpmd on an emulated PM pool and
+# show what it manages through vpmctl. Usage: scripts/demo.sh [--keep]
+#   --keep   leave vpmd running afterwards (stop it with: kill $(cat $DEMO/state/vpmd.pid))
+set -euo pipefail
+cd "$(dirname "$0")/.."
+keep=false
+[ "${1:-}" = --keep ] && keep=true
+
+scripts/deps.sh build
+cmake -S . -B build/demo -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
+cmake --build build/demo -j"$(nproc)" >/dev/null
+
+DEMO=${VPM_DEMO_DIR:-/var/tmp/vpm-demo}
+VPMD=build/demo/vpmd/vpmd
+VPMCTL=build/demo/cli/vpmctl
+if [ -f "$DEMO/state/vpmd.pid" ] && kill -0 "$(cat "$DEMO/state/vpmd.pid")" 2>/dev/null; then
+	kill "$(cat "$DEMO/state/vpmd.pid")"
+	sleep 0.5
+fi
+mkdir -p "$DEMO"
+cat >"$DEMO/vpmd.conf" <<CONF
+# Demo configuration: one emulated PM pool (a plain file; no real persistence).
+[daemon]
+socket = $DEMO/vpmd.sock
+state_dir = $DEMO/state
+dram_budget = 512M
+epoch_interval = 100ms
+
+[pool demo0]
+path = $DEMO/pool0.pm
+kind = emulated
+size = 256M
+CONF
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+
+step "vpmd --config $DEMO/vpmd.conf"
+"$VPMD" --config "$DEMO/vpmd.conf" 2>"$DEMO/vpmd.log"
+echo "vpmd is ready (pid $(cat "$DEMO/state/vpmd.pid")); its log: $DEMO/vpmd.log"
+export VPM_SOCKET="$DEMO/vpmd.sock"
+step "vpmctl version"
+"$VPMCTL" version
+step "vpmctl status"
+"$VPMCTL" status
+step "vpmctl pools"
+"$VPMCTL" pools
+step "vpmctl -j pools"
+"$VPMCTL" -j pools
+
+if $keep; then
+	echo
+	echo "vpmd keeps running: VPM_SOCKET=$VPM_SOCKET $VPMCTL status"
+else
+	step "kill -TERM \$(cat $DEMO/state/vpmd.pid)"
+	pid=$(cat "$DEMO/state/vpmd.pid")
+	kill -TERM "$pid"
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+	echo "vpmd stopped cleanly."
+fi
