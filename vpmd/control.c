@@ -419,8 +419,10 @@ static int server_on_connect(sd_event_source *src, int fd, uint32_t revents, voi
 	}
 
 	r = client_add(s, cfd, &cred, access);
-	if (r < 0)
-		return log_warning_errno(r, "Failed to set up control client: %m"), 0;
+	if (r < 0) {
+		log_warning_errno(r, "Failed to set up control client: %m");
+		return 0; /* keep accepting others */
+	}
 	TAKE_FD(cfd);
 	return 0;
 }

@@ -10,6 +10,7 @@
 
 static int max_level = LOG_INFO;
 static bool prefix_priority;
+static bool use_syslog;
 
 static const char *const level_names[] = {
 	[LOG_EMERG] = "emerg",	 [LOG_ALERT] = "alert",	  [LOG_CRIT] = "crit",
@@ -21,6 +22,12 @@ void log_open(void)
 {
 	/* journald connects stderr to a stream that understands <N> prefixes. */
 	prefix_priority = getenv("JOURNAL_STREAM") != NULL;
+}
+
+void log_use_syslog(void)
+{
+	openlog("vpmd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	use_syslog = true;
 }
 
 void log_set_max_level(int level)
@@ -61,7 +68,9 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 
-	if (prefix_priority)
+	if (use_syslog)
+		syslog(level, "%s", buf);
+	else if (prefix_priority)
 		fprintf(stderr, "<%d>%s\n", level, buf);
 	else if (max_level >= LOG_DEBUG)
 		fprintf(stderr, "vpmd[%s:%d]: %s\n", file, line, buf);

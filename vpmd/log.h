@@ -17,6 +17,8 @@ int log_get_max_level(void);
 int log_level_from_string(const char *s);
 const char *log_level_to_string(int level);
 void log_open(void);
+/* Send messages to syslog instead of stderr (a detached daemon without a terminal). */
+void log_use_syslog(void);
 
 int log_internal(int level, int error, const char *file, int line, const char *fmt, ...)
 	_printf_(5, 6);

@@ -77,13 +77,17 @@ static void report_ready(int *ready_fd, unsigned char status)
 		return;
 	(void)!write(*ready_fd, &status, 1);
 	*ready_fd = safe_close(*ready_fd);
+	/* A terminal is no place for a daemon's log; a file or pipe a supervisor gave us is. */
+	if (isatty(STDERR_FILENO))
+		log_use_syslog();
 	null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null >= 0) {
 		dup2(null, STDIN_FILENO);
 		dup2(null, STDOUT_FILENO);
+		if (isatty(STDERR_FILENO))
+			dup2(null, STDERR_FILENO);
 		safe_close(null);
 	}
-	/* stderr stays: a supervisor that captured it keeps getting logs. */
 }
 
 /* The daemon changes to / when it detaches, and SIGHUP re-reads the file: keep an absolute path. */
