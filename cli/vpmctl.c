@@ -34,15 +34,13 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct vpm_ctx *, vpm_unref);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct vpm_status *, vpm_status_unref);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct vpm_pool_list *, vpm_pool_list_unref);
 
+/* Exit code for a failed request on a connection that was established (see open_ctx). */
 static int exit_code_for(int r)
 {
 	switch (-r) {
-	case ENOENT:
-	case ECONNREFUSED:
 	case ECONNRESET:
 	case EPIPE:
 	case ETIMEDOUT:
-	case ENOTSOCK:
 		return EXIT_UNREACHABLE;
 	case EACCES:
 	case EPERM:
@@ -217,21 +215,47 @@ static int cmd_pools(const struct args *a)
 
 /* ---- reload ---- */
 
+static void print_json_string(const char *s, size_t len)
+{
+	putchar('"');
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
 static int cmd_reload(const struct args *a)
 {
 	_cleanup_(vpm_unrefp) struct vpm_ctx *ctx = NULL;
+	_cleanup_free_ char *warnings = NULL;
 	int r;
 
 	r = open_ctx(a, &ctx);
 	if (r != EXIT_OK)
 		return r;
-	r = vpm_reload(ctx);
+	r = vpm_reload(ctx, &warnings);
 	if (r < 0)
 		return fail(r);
-	if (a->json)
-		printf("{ \"reloaded\": true }\n");
-	else
+	if (a->json) {
+		printf("{\n  \"reloaded\": true,\n  \"warnings\": [");
+		for (char *w = warnings, *nl; w; w = nl ? nl + 1 : NULL) {
+			nl = strchr(w, '\n');
+			printf("%s\n    ", w == warnings ? "" : ",");
+			print_json_string(w, nl ? (size_t)(nl - w) : strlen(w));
+		}
+		printf("%s]\n}\n", warnings ? "\n  " : "");
+	} else {
 		fprintf(stderr, "vpmd reloaded its configuration.\n");
+		if (warnings)
+			fprintf(stderr, "%s\n", warnings);
+	}
 	return EXIT_OK;
 }
 
@@ -245,10 +269,17 @@ static int cmd_version(const struct args *a)
 
 	r = vpm_new(a->socket, &ctx);
 	if (r >= 0)
-		r = vpm_status_get(ctx, &s);
+		r = vpm_connect(ctx);
 	if (r < 0) {
 		fprintf(stderr, "vpmctl: cannot ask vpmd for its version: %s\n", vpm_errormsg());
-		ret = exit_code_for(r);
+		ret = r == -EACCES || r == -EPERM ? EXIT_DENIED : EXIT_UNREACHABLE;
+	} else {
+		r = vpm_status_get(ctx, &s);
+		if (r < 0) {
+			fprintf(stderr, "vpmctl: cannot ask vpmd for its version: %s\n",
+				vpm_errormsg());
+			ret = exit_code_for(r);
+		}
 	}
 	if (a->json) {
 		printf("{\n  \"vpmctl\": \"%s\",\n  \"libvpm\": \"%s\",\n", VPM_VERSION,
@@ -333,6 +364,7 @@ int main(int argc, char *argv[])
 	};
 	struct args a = {};
 	const struct command *cmd;
+	bool version = false;
 	int c;
 
 	/* Options stop at the command name; the command's own arguments follow it. */
@@ -348,12 +380,15 @@ int main(int argc, char *argv[])
 			usage(stdout);
 			return EXIT_OK;
 		case 'V':
-			return cmd_version(&a);
+			version = true;
+			break;
 		default:
 			fprintf(stderr, "Try 'vpmctl help'.\n");
 			return EXIT_USAGE;
 		}
 	}
+	if (version)
+		return cmd_version(&a);
 	if (optind >= argc) {
 		usage(stderr);
 		return EXIT_USAGE;

@@ -385,9 +385,45 @@ const char *vpm_json_text(struct json_object *o, bool pretty)
 
 /* ---- control -------------------------------------------------------------------------- */
 
-_public_ int vpm_reload(struct vpm_ctx *ctx)
+/* Join the strings of a JSON array, one per line; NULL for an empty or missing array. */
+static int join_lines(struct json_object *array, char **ret)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+	size_t n;
+
+	*ret = NULL;
+	if (!array || !json_object_is_type(array, json_type_array))
+		return 0;
+	n = json_object_array_length(array);
+	if (n == 0)
+		return 0;
+	f = open_memstream(&buf, &len);
+	if (!f)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%s%s", i ? "\n" : "",
+			json_object_get_string(json_object_array_get_idx(array, i)));
+	if (fclose(f) != 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	*ret = buf;
+	return 0;
+}
+
+_public_ int vpm_reload(struct vpm_ctx *ctx, char **ret_warnings)
 {
 	_cleanup_json_ struct json_object *result = NULL;
+	int r;
 
-	return vpm_call(ctx, "reload", NULL, &result);
+	if (ret_warnings)
+		*ret_warnings = NULL;
+	r = vpm_call(ctx, "reload", NULL, &result);
+	if (r < 0)
+		return r;
+	if (ret_warnings && join_lines(vpm_json_child(result, "warnings"), ret_warnings) < 0)
+		return vpm_set_error(ENOMEM, "out of memory");
+	return 0;
 }

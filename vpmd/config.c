@@ -88,6 +88,7 @@ struct key_def {
 	size_t offset;
 	uint64_t min, max; /* for sizes and durations; max == 0: no bound */
 	const char *range; /* the bounds as the operator writes them */
+	bool allow_empty;
 };
 
 static int parse_string_field(struct parse_state *s, const struct key_def *def, const char *value,
@@ -236,14 +237,17 @@ static int parse_log_level(struct parse_state *s, const struct key_def *def, con
 	return 0;
 }
 
-#define DAEMON_KEY(n, p, f)                 { n, p, offsetof(struct vpmd_config, f), 0, 0, NULL }
-#define DAEMON_KEY_RANGE(n, p, f, lo, hi, t) { n, p, offsetof(struct vpmd_config, f), lo, hi, t }
-#define POOL_KEY(n, p, f)                   { n, p, offsetof(struct pool_config, f), 0, 0, NULL }
+#define DAEMON_KEY(n, p, f)  { n, p, offsetof(struct vpmd_config, f), 0, 0, NULL, false }
+#define DAEMON_KEY_RANGE(n, p, f, lo, hi, t)                                                       \
+	{ n, p, offsetof(struct vpmd_config, f), lo, hi, t, false }
+#define POOL_KEY(n, p, f)    { n, p, offsetof(struct pool_config, f), 0, 0, NULL, false }
 
 static const struct key_def daemon_keys[] = {
 	DAEMON_KEY("socket", parse_socket_field, socket_path),
 	DAEMON_KEY("socket_mode", parse_mode_field, socket_mode),
-	DAEMON_KEY("socket_group", parse_string_field, socket_group),
+	/* empty: nobody but root may use vpmd */
+	{ "socket_group", parse_string_field, offsetof(struct vpmd_config, socket_group), 0, 0, NULL,
+	  true },
 	DAEMON_KEY("state_dir", parse_abs_path_field, state_dir),
 	DAEMON_KEY("backend", parse_backend, backend),
 	DAEMON_KEY("libvirt_uri", parse_string_field, libvirt_uri),
@@ -395,7 +399,7 @@ static int set_key(struct parse_state *s, const struct key_def *defs, size_t n, 
 			return 0;
 		}
 		*seen |= UINT64_C(1) << i;
-		if (*value == '\0') {
+		if (*value == '\0' && !defs[i].allow_empty) {
 			config_error(s, name, "empty value");
 			return 0;
 		}
@@ -499,6 +503,9 @@ int config_load_string(const char *text, const char *file, struct vpmd_config **
 	char *errbuf = NULL;
 	size_t errlen = 0;
 	struct parse_state s = { .file = file, .text = text, .pos = text };
+
+	if (strncmp(text, "\xef\xbb\xbf", 3) == 0)
+		s.pos += 3; /* UTF-8 byte order mark */
 	int r;
 
 	if (ret_errors)
@@ -518,6 +525,9 @@ int config_load_string(const char *text, const char *file, struct vpmd_config **
 	/* Debian's inih has these as run-time settings; the defaults are too tight for paths. */
 	ini_use_stack = false;
 	ini_max_line = CONFIG_LINE_MAX;
+	ini_initial_alloc = CONFIG_LINE_MAX;
+	ini_allow_realloc = false;
+	ini_allow_bom = false; /* skipped below, so that our reader sees the same first line */
 	ini_allow_multiline = false;
 	ini_allow_no_value = false;
 	ini_stop_on_first_error = false;

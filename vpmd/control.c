@@ -450,6 +450,15 @@ static int bind_socket_path(int fd, const char *path, mode_t mode, gid_t group)
 					       "or configure a different socket",
 					       path);
 		}
+		struct stat st;
+
+		if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+			umask(old_umask);
+			return log_error_errno(EEXIST,
+					       "'%s' exists and is not a socket; remove it or "
+					       "configure another socket path",
+					       path);
+		}
 		log_info("Removing stale socket '%s'", path);
 		if (unlink(path) < 0 && errno != ENOENT) {
 			umask(old_umask);

@@ -206,9 +206,9 @@ static void close_dropped_pools(struct pool **old, size_t n_old, struct pool **n
 
 /* ---- status --------------------------------------------------------------------------- */
 
+/* STATUS= names what changes at start and reload only; live numbers are in vpmctl status. */
 static void notify_status(struct daemon *d)
 {
-	const struct control_stats *st = control_server_get_stats(d->control);
 	uint64_t bytes = 0;
 	unsigned emulated = 0;
 	char size[32];
@@ -217,10 +217,9 @@ static void notify_status(struct daemon *d)
 		bytes += d->pools[i]->size;
 		emulated += !pool_is_persistent(d->pools[i]);
 	}
-	sd_notifyf(false, "STATUS=Serving %zu pool%s (%s%s), %u client%s", d->n_pools,
+	sd_notifyf(false, "STATUS=Serving %zu pool%s (%s%s)", d->n_pools,
 		   d->n_pools == 1 ? "" : "s", format_bytes(size, sizeof(size), bytes),
-		   emulated ? ", emulated PM without persistence" : "", st->clients,
-		   st->clients == 1 ? "" : "s");
+		   emulated ? ", emulated PM without persistence" : "");
 }
 
 /* The libvirt library vpmd runs with, "9.0.0"; NULL if libvirt cannot tell. */

@@ -60,16 +60,16 @@ static int open_pool_file(struct pool *p, const struct pool_config *pc)
 		return fd;
 	if (errno != ENOENT)
 		return log_error_errno(errno, "Pool '%s': cannot open '%s': %m", pc->name, pc->path);
+	if (pc->kind == POOL_KIND_DEVDAX || strncmp(pc->path, "/dev/", 5) == 0)
+		return log_error_errno(ENOENT,
+				       "Pool '%s': device '%s' does not exist; list devdax devices "
+				       "with 'ndctl list -N' or 'vpmctl pools'",
+				       pc->name, pc->path);
 	if (pc->size == 0)
 		return log_error_errno(ENOENT,
 				       "Pool '%s': '%s' does not exist; create it, or set size = in "
 				       "its [pool %s] section so that vpmd creates it",
 				       pc->name, pc->path, pc->name);
-	if (pc->kind == POOL_KIND_DEVDAX)
-		return log_error_errno(ENOENT,
-				       "Pool '%s': devdax device '%s' does not exist; list devices "
-				       "with 'ndctl list -N' or 'vpmctl pools'",
-				       pc->name, pc->path);
 
 	fd = open(pc->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
 	if (fd < 0)
@@ -110,6 +110,11 @@ static int resolve_kind(struct pool *p, const struct pool_config *pc, const stru
 					       "Pool '%s': '%s' is a character device but kind = %s; "
 					       "use kind = devdax",
 					       pc->name, pc->path, pool_kind_to_string(pc->kind));
+		if (pc->size)
+			return log_error_errno(EINVAL,
+					       "Pool '%s': '%s' is a devdax device; its size comes "
+					       "from the device, remove the size key",
+					       pc->name, pc->path);
 		p->kind = POOL_KIND_DEVDAX;
 		return 0;
 	}

@@ -136,8 +136,12 @@ uint64_t vpm_namespace_get_size(const struct vpm_namespace *ns);
 const char *vpm_namespace_get_device(const struct vpm_namespace *ns);
 
 /* ---- control ---- */
-/* Ask vpmd to re-read its configuration (root only). */
-int vpm_reload(struct vpm_ctx *ctx);
+/*
+ * Ask vpmd to re-read its configuration (root only). It applies all of it or nothing. If
+ * ret_warnings is not NULL it receives the settings that wait for a restart, one per line,
+ * or NULL when there are none; free() it.
+ */
+int vpm_reload(struct vpm_ctx *ctx, char **ret_warnings);
 
 #ifdef __cplusplus
 }

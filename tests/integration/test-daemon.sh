@@ -89,6 +89,10 @@ expect_grep "pool 'second' changed" "$T/stderr"
 # A restart-only setting is kept at its running value, with a warning.
 sed "s|^state_dir = .*|state_dir = $T/elsewhere|" "$T/good.conf" >"$CONF"
 expect_rc 0 "$VPMCTL" -s "$SOCK" reload
+expect_grep "state_dir changed from '$T/state' to '$T/elsewhere'; this takes effect when vpmd restarts" \
+	"$T/stderr"
+expect_rc 0 "$VPMCTL" -s "$SOCK" -j reload
+jq_check '.reloaded == true and (.warnings | length == 1)' "$T/stdout"
 expect_rc 0 "$VPMCTL" -s "$SOCK" -j status
 jq_check ".state_dir == \"$T/state\" and .last_reload_error == null" "$T/stdout"
 # Removing a pool closes it.
@@ -101,6 +105,13 @@ jq_check '.pools | map(.name) == ["test"]' "$T/stdout"
 # SIGTERM: clean exit, socket removed, pools closed (another vpmd may take them).
 stop_vpmd
 [ ! -e "$SOCK" ] || fail "socket left behind after SIGTERM"
+
+# A file that is not a socket is never taken for a stale socket.
+echo "precious" >"$SOCK"
+expect_rc 1 "$VPMD" --foreground --config "$CONF"
+expect_grep "exists and is not a socket" "$T/stderr"
+[ "$(cat "$SOCK")" = precious ] || fail "vpmd touched a regular file at its socket path"
+rm "$SOCK"
 
 # A stale socket file (nobody listening) is replaced at start.
 python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])" "$SOCK"

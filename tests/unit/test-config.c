@@ -178,6 +178,33 @@ START_TEST(test_long_line)
 }
 END_TEST
 
+START_TEST(test_bom_empty_group_long_path)
+{
+	struct vpmd_config *c;
+	char *text = malloc(8192);
+	size_t n;
+
+	/* a UTF-8 byte order mark before the first section */
+	c = expect_ok("\xef\xbb\xbf[daemon]\nmax_clients = 3\n");
+	ck_assert_uint_eq(c->max_clients, 3);
+	config_free(c);
+
+	/* an empty socket_group means root only; other keys still need a value */
+	c = expect_ok("[daemon]\nsocket_group =\n");
+	ck_assert_str_eq(c->socket_group, "");
+	config_free(c);
+
+	/* lines up to 4094 bytes are fine (a long image or pool path) */
+	n = (size_t)sprintf(text, "[pool p]\nkind = emulated\nsize = 4M\npath = /");
+	memset(text + n, 'p', 4000);
+	strcpy(text + n + 4000, "\n");
+	c = expect_ok(text);
+	ck_assert_uint_eq(strlen(c->pools[0].path), 4001);
+	config_free(c);
+	free(text);
+}
+END_TEST
+
 START_TEST(test_file_errors)
 {
 	struct vpmd_config *c = NULL;
@@ -216,6 +243,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_structure_errors);
 	tcase_add_test(tc, test_all_errors_reported);
 	tcase_add_test(tc, test_long_line);
+	tcase_add_test(tc, test_bom_empty_group_long_path);
 	tcase_add_test(tc, test_file_errors);
 	tcase_add_test(tc, test_pool_config_equal);
 	suite_add_tcase(s, tc);

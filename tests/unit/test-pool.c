@@ -111,6 +111,11 @@ START_TEST(test_refusals)
 	/* a character device that is not devdax: libpmem2 refuses it */
 	ck_assert_int_lt(open_pool("/dev/null", POOL_KIND_AUTO, 0, &p), 0);
 	ck_assert_int_eq(open_pool("/dev/null", POOL_KIND_EMULATED, 0, &p), -EINVAL);
+	/* a device's size is the device's: a size key is refused, not ignored */
+	ck_assert_int_eq(open_pool("/dev/null", POOL_KIND_AUTO, 8 << 20, &p), -EINVAL);
+	/* a missing device is never created as a file */
+	ck_assert_int_eq(open_pool("/dev/dax99.9", POOL_KIND_AUTO, 8 << 20, &p), -ENOENT);
+	ck_assert_int_eq(access("/dev/dax99.9", F_OK), -1);
 	ck_assert_ptr_null(p);
 
 	/* one owner at a time */
