@@ -39,7 +39,10 @@ int main(void)
 }
 C
 export PKG_CONFIG_SYSROOT_DIR="$T/root" PKG_CONFIG_PATH="$libdir/pkgconfig"
+# a sanitizer build's libvpm needs the sanitizer runtime in the program too
+san=
+grep -q '^VPM_SANITIZE:BOOL=ON' "$build/CMakeCache.txt" && san=-fsanitize=address,undefined
 # shellcheck disable=SC2046
-cc -o "$T/client" "$T/client.c" $(pkg-config --cflags --libs libvpm)
+cc $san -o "$T/client" "$T/client.c" $(pkg-config --cflags --libs libvpm)
 LD_LIBRARY_PATH="$libdir" "$T/client" | grep -q "cannot connect to vpmd at '/nonexistent/vpmd.sock'"
 echo "check-install: all files in place; pkg-config client built and ran"
