@@ -106,6 +106,9 @@ static void print_status(const struct vpm_status *s)
 	       format_duration(b2, sizeof(b2), vpm_status_get_epoch_interval_usec(s)));
 	printf("  %-14s %u connected, %" PRIu64 " requests served\n", "clients:",
 	       vpm_status_get_clients(s), vpm_status_get_requests(s));
+	printf("  %-14s %s, %s of committed log replayed\n", "recovery:",
+	       format_duration(b1, sizeof(b1), vpm_status_get_recovery_usec(s)),
+	       format_bytes(b2, sizeof(b2), vpm_status_get_recovery_replayed_bytes(s)));
 	printf("  %-14s %u%s%s\n", "reloads:", vpm_status_get_reloads(s),
 	       reload_error ? ", last one FAILED: " : "", reload_error ? reload_error : "");
 }
@@ -139,25 +142,36 @@ static void print_pools(struct vpm_pool_list *l)
 	bool any_emulated = false;
 	char b1[32], b2[32];
 
+	bool any_unformatted = false;
+
 	if (!vpm_pool_get_first(l))
 		printf("No pools configured: add a [pool NAME] section to vpmd.conf.\n");
 	else
-		printf("%-16s %-9s %10s  %-11s %-10s %s\n", "POOL", "KIND", "SIZE", "GRANULARITY",
-		       "PERSISTENT", "PATH");
+		printf("%-16s %-9s %10s  %-11s %-10s %-11s %7s %9s  %s\n", "POOL", "KIND", "SIZE",
+		       "GRANULARITY", "PERSISTENT", "FORMAT", "DEVICES", "FREE", "PATH");
 	vpm_pool_foreach(l, p)
 	{
-		bool persistent = vpm_pool_is_persistent(p);
+		bool persistent = vpm_pool_is_persistent(p), formatted = vpm_pool_is_formatted(p);
+		char devs[16] = "-", free_frames[32] = "-";
 
 		any_emulated |= !persistent;
-		printf("%-16s %-9s %10s  %-11s %-10s %s\n", vpm_pool_get_name(p),
+		any_unformatted |= !formatted;
+		if (formatted) {
+			snprintf(devs, sizeof(devs), "%u", vpm_pool_get_device_count(p));
+			format_bytes(free_frames, sizeof(free_frames),
+				     vpm_pool_get_frames_free(p) * 4096);
+		}
+		printf("%-16s %-9s %10s  %-11s %-10s %-11s %7s %9s  %s\n", vpm_pool_get_name(p),
 		       vpm_pool_kind_to_string(vpm_pool_get_kind(p)),
 		       format_bytes(b1, sizeof(b1), vpm_pool_get_size(p)),
 		       vpm_pool_get_store_granularity(p), persistent ? "yes" : "NO *",
-		       vpm_pool_get_path(p));
+		       formatted ? "vpm" : "unformatted", devs, free_frames, vpm_pool_get_path(p));
 	}
 	if (any_emulated)
 		printf("* emulated PM: data survives a vpmd crash, but not a host crash or power "
 		       "loss.\n");
+	if (any_unformatted)
+		printf("Format a pool with 'vpmd --init-pool NAME' while vpmd is stopped.\n");
 
 	printf("\nHost persistent memory (libndctl):\n");
 	if (vpm_pool_list_get_host_error(l)) {
@@ -211,6 +225,47 @@ static int cmd_pools(const struct args *a)
 	else
 		print_pools(l);
 	return EXIT_OK;
+}
+
+/* ---- pool check ---- */
+
+static int run_pool_check(const struct args *a, const char *pool)
+{
+	_cleanup_(vpm_unrefp) struct vpm_ctx *ctx = NULL;
+	struct vpm_pool_check *c = NULL;
+	unsigned damaged;
+	int r;
+
+	r = open_ctx(a, &ctx);
+	if (r != EXIT_OK)
+		return r;
+	r = vpm_pool_check(ctx, pool, &c);
+	if (r < 0)
+		return fail(r);
+	printf("%s\n", vpm_pool_check_get_json(c, true));
+	damaged = vpm_pool_check_get_damaged(c);
+	vpm_pool_check_unref(c);
+	if (damaged) {
+		fprintf(stderr, "vpmctl: %u pool%s damaged; see \"problem\" above\n", damaged,
+			damaged == 1 ? " is" : "s are");
+		return EXIT_FAILED;
+	}
+	return EXIT_OK;
+}
+
+static int cmd_pool_check(const struct args *a)
+{
+	return run_pool_check(a, a->argc ? a->argv[0] : NULL);
+}
+
+static int cmd_recover(const struct args *a)
+{
+	if (a->argc < 1 || !streq(a->argv[0], "--check")) {
+		fprintf(stderr, "vpmctl: vpmd recovers every pool when it starts; 'vpmctl recover "
+				"--check [POOL]' shows what recovery would do now.\n");
+		return EXIT_USAGE;
+	}
+	return run_pool_check(a, a->argc > 1 ? a->argv[1] : NULL);
 }
 
 /* ---- reload ---- */
@@ -315,6 +370,10 @@ struct command {
 static const struct command commands[] = {
 	{ "status", cmd_status, 0, "status", "show vpmd's state, configuration and clients" },
 	{ "pools", cmd_pools, 0, "pools", "show PM pools and the host's NVDIMM regions" },
+	{ "pool-check", cmd_pool_check, 1, "pool-check [POOL]",
+	  "re-read a pool's structures and report damage (JSON)" },
+	{ "recover", cmd_recover, 2, "recover --check [POOL]",
+	  "show what recovery would replay, discard and free" },
 	{ "reload", cmd_reload, 0, "reload", "make vpmd re-read its configuration (root)" },
 	{ "version", cmd_version, 0, "version", "show the versions of vpmctl, libvpm and vpmd" },
 	{ "help", cmd_help, 0, "help", "show this help" },

@@ -219,6 +219,104 @@ _public_ int vpm_pool_get_numa_node(const struct vpm_pool *p)
 	return p ? vpm_json_int(p->json, "numa_node", -1) : -1;
 }
 
+_public_ bool vpm_pool_is_formatted(const struct vpm_pool *p)
+{
+	return p && vpm_json_bool(p->json, "formatted");
+}
+
+static struct json_object *pool_store(const struct vpm_pool *p)
+{
+	return p ? vpm_json_child(p->json, "store") : NULL;
+}
+
+_public_ unsigned vpm_pool_get_device_count(const struct vpm_pool *p)
+{
+	struct json_object *devs = vpm_json_child(pool_store(p), "devices");
+
+	return devs && json_object_is_type(devs, json_type_array)
+		       ? (unsigned)json_object_array_length(devs)
+		       : 0;
+}
+
+_public_ uint64_t vpm_pool_get_frames(const struct vpm_pool *p)
+{
+	return vpm_json_u64(pool_store(p), "frames");
+}
+
+_public_ uint64_t vpm_pool_get_frames_free(const struct vpm_pool *p)
+{
+	return vpm_json_u64(pool_store(p), "frames_free");
+}
+
+_public_ uint64_t vpm_pool_get_log_size(const struct vpm_pool *p)
+{
+	return vpm_json_u64(pool_store(p), "log_size");
+}
+
+_public_ uint64_t vpm_pool_get_log_used(const struct vpm_pool *p)
+{
+	return vpm_json_u64(pool_store(p), "log_used");
+}
+
+/* ---- pool checks ---- */
+
+struct vpm_pool_check {
+	struct json_object *json;
+};
+
+_public_ int vpm_pool_check(struct vpm_ctx *ctx, const char *pool,
+			    struct vpm_pool_check **ret_check)
+{
+	_cleanup_json_ struct json_object *params = NULL, *result = NULL;
+	struct vpm_pool_check *c;
+	int r;
+
+	if (!ret_check)
+		return vpm_set_error(EINVAL, "vpm_pool_check: ret_check is NULL");
+	if (pool) {
+		params = json_object_new_object();
+		if (!params || json_add(params, "pool", json_object_new_string(pool)) < 0)
+			return vpm_set_error(ENOMEM, "out of memory");
+	}
+	r = vpm_call(ctx, "pool-check", params, &result);
+	if (r < 0)
+		return r;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return vpm_set_error(ENOMEM, "out of memory");
+	c->json = TAKE_PTR(result);
+	*ret_check = c;
+	return 0;
+}
+
+_public_ struct vpm_pool_check *vpm_pool_check_unref(struct vpm_pool_check *c)
+{
+	if (c) {
+		json_object_put(c->json);
+		free(c);
+	}
+	return NULL;
+}
+
+_public_ unsigned vpm_pool_check_get_damaged(const struct vpm_pool_check *c)
+{
+	struct json_object *pools;
+	unsigned n = 0;
+	size_t len = c ? array_len(c->json, "pools", &pools) : 0;
+
+	for (size_t i = 0; i < len; i++) {
+		const char *st = vpm_json_str(json_object_array_get_idx(pools, i), "state");
+
+		n += st && streq(st, "damaged");
+	}
+	return n;
+}
+
+_public_ const char *vpm_pool_check_get_json(const struct vpm_pool_check *c, bool pretty)
+{
+	return c ? vpm_json_text(c->json, pretty) : NULL;
+}
+
 /* ---- host regions and namespaces ---- */
 
 _public_ struct vpm_region *vpm_region_get_first(struct vpm_pool_list *l)

@@ -69,6 +69,8 @@ STATUS_U64(dram_budget, s->json, "dram_budget")
 STATUS_U64(epoch_interval_usec, s->json, "epoch_interval_usec")
 STATUS_U64(pool_size, vpm_json_child(s->json, "pools"), "size")
 STATUS_U64(requests, vpm_json_child(s->json, "clients"), "requests")
+STATUS_U64(recovery_usec, vpm_json_child(s->json, "pools"), "recovery_usec")
+STATUS_U64(recovery_replayed_bytes, vpm_json_child(s->json, "pools"), "recovery_replayed_bytes")
 
 _public_ int vpm_status_get_protocol(const struct vpm_status *s)
 {

@@ -165,6 +165,13 @@ static int open_pools(const struct vpmd_config *c, struct pool **old, size_t n_o
 					      pc->name, strerror(-r));
 				break;
 			}
+			r = pool_attach_store(p, false);
+			if (r < 0) {
+				errbuf_printf(errbuf, errlen, "pool '%s' could not be recovered: %s",
+					      pc->name, p->recovery.problem);
+				pool_close(p);
+				break;
+			}
 			fresh[i] = true;
 		}
 		pools[i] = p;
@@ -256,8 +263,8 @@ static struct json_object *clients_json(const struct daemon *d)
 static struct json_object *pools_summary_json(const struct daemon *d)
 {
 	_cleanup_json_ struct json_object *o = json_object_new_object();
-	uint64_t bytes = 0;
-	int persistent = 0, r = 0;
+	uint64_t bytes = 0, recovery_usec = 0, replayed = 0;
+	int persistent = 0, formatted = 0, r = 0;
 
 	if (!o)
 		return NULL;
@@ -265,7 +272,15 @@ static struct json_object *pools_summary_json(const struct daemon *d)
 		bytes += d->pools[i]->size;
 		persistent += pool_is_persistent(d->pools[i]);
 	}
+	for (size_t i = 0; i < d->n_pools; i++) {
+		recovery_usec += d->pools[i]->recovery.usec;
+		replayed += d->pools[i]->recovery.replayed_bytes;
+		formatted += d->pools[i]->store != NULL;
+	}
 	r |= json_add(o, "count", json_object_new_int((int)d->n_pools));
+	r |= json_add(o, "formatted", json_object_new_int(formatted));
+	r |= json_add(o, "recovery_usec", json_object_new_uint64(recovery_usec));
+	r |= json_add(o, "recovery_replayed_bytes", json_object_new_uint64(replayed));
 	r |= json_add(o, "size", json_object_new_uint64(bytes));
 	r |= json_add(o, "persistent", json_object_new_int(persistent));
 	r |= json_add(o, "emulated", json_object_new_int((int)d->n_pools - persistent));
@@ -368,18 +383,84 @@ static int method_reload(struct daemon *d, struct json_object *params, struct js
 	return 0;
 }
 
+static struct pool *find_pool(struct daemon *d, const char *name)
+{
+	return find_open_pool(d->pools, d->n_pools, name);
+}
+
+/* Re-read a pool's structures from the media without changing them; report what is found. */
+static struct json_object *check_pool_json(struct pool *p)
+{
+	_cleanup_json_ struct json_object *o = json_object_new_object();
+	struct pm_recovery rep = {};
+	struct pm_store *s = NULL;
+	int r;
+
+	if (!o || json_add(o, "name", json_object_new_string(p->config.name)) < 0)
+		return NULL;
+	if (!pm_store_is_formatted(p)) {
+		if (json_add(o, "state", json_object_new_string("unformatted")) < 0)
+			return NULL;
+		return TAKE_PTR(o);
+	}
+	r = pm_store_open(p, true, &s, &rep);
+	pm_store_close(s);
+	if (json_add(o, "state", json_object_new_string(r < 0 ? "damaged" : "ok")) < 0 ||
+	    json_add(o, "check", pm_recovery_to_json(&rep)) < 0)
+		return NULL;
+	return TAKE_PTR(o);
+}
+
+static int method_pool_check(struct daemon *d, struct json_object *params,
+			     struct json_object **ret, char *errbuf, size_t errlen)
+{
+	_cleanup_json_ struct json_object *o = json_object_new_object();
+	struct json_object *pools = json_object_new_array();
+	const char *name = NULL;
+
+	if (!o || json_add(o, "pools", pools) < 0)
+		return -ENOMEM;
+	if (vpm_json_get_string(params, "pool", &name) == -EINVAL) {
+		errbuf_printf(errbuf, errlen, "parameter 'pool' must be a string");
+		return -EINVAL;
+	}
+	if (name && !find_pool(d, name)) {
+		errbuf_printf(errbuf, errlen, "no pool named '%.64s'; see 'vpmctl pools'", name);
+		return -ENOENT;
+	}
+	for (size_t i = 0; i < d->n_pools; i++)
+		if (!name || streq(name, d->pools[i]->config.name))
+			if (json_append(pools, check_pool_json(d->pools[i])) < 0)
+				return -ENOMEM;
+	*ret = TAKE_PTR(o);
+	return 0;
+}
+
 struct method {
 	const char *name;
 	enum vpm_access access;
 	int (*fn)(struct daemon *d, struct json_object *params, struct json_object **ret,
 		  char *errbuf, size_t errlen);
+	const char *const *params; /* the parameters it takes, NULL-terminated */
 };
 
+static const char *const no_params[] = { NULL };
+static const char *const pool_param[] = { "pool", NULL };
+
 static const struct method methods[] = {
-	{ "status", VPM_ACCESS_READ, method_status },
-	{ "pools", VPM_ACCESS_READ, method_pools },
-	{ "reload", VPM_ACCESS_CHANGE, method_reload },
+	{ "status", VPM_ACCESS_READ, method_status, no_params },
+	{ "pools", VPM_ACCESS_READ, method_pools, no_params },
+	{ "pool-check", VPM_ACCESS_READ, method_pool_check, pool_param },
+	{ "reload", VPM_ACCESS_CHANGE, method_reload, no_params },
 };
+
+static bool method_takes(const struct method *m, const char *key)
+{
+	for (const char *const *p = m->params; *p; p++)
+		if (streq(*p, key))
+			return true;
+	return false;
+}
 
 int daemon_dispatch(void *userdata, const struct control_peer *peer, const char *method,
 		    struct json_object *params, struct json_object **ret_result, char *errbuf,
@@ -399,10 +480,12 @@ int daemon_dispatch(void *userdata, const struct control_peer *peer, const char 
 				      m->name, (unsigned)peer->uid);
 			return -EPERM;
 		}
-		/* None of today's methods take parameters; refuse what would be ignored. */
+		/* refuse what would otherwise be ignored */
 		json_object_object_foreach(params, key, val)
 		{
 			(void)val;
+			if (method_takes(m, key))
+				continue;
 			errbuf_printf(errbuf, errlen, "method '%s' takes no parameter '%.64s'",
 				      m->name, key);
 			return -EINVAL;
@@ -520,6 +603,73 @@ done:
 	if (ret_warnings)
 		*ret_warnings = TAKE_PTR(warnings);
 	return 0;
+}
+
+/* ---- offline pool administration ------------------------------------------------------ */
+
+/* Open one configured pool by name for an offline action; the pool lock keeps vpmd away. */
+static int open_configured_pool(const char *config_file, const char *name, struct pool **ret)
+{
+	_cleanup_(config_freep) struct vpmd_config *c = NULL;
+	_cleanup_free_ char *errors = NULL;
+	const struct pool_config *pc;
+	int r;
+
+	r = config_load(config_file, &c, &errors);
+	if (r < 0) {
+		if (errors)
+			log_error("Invalid configuration:\n%s", errors);
+		else
+			log_error_errno(r, "Failed to read configuration '%s': %m", config_file);
+		return r;
+	}
+	pc = config_find_pool(c, name);
+	if (!pc)
+		return log_error_errno(ENOENT, "No [pool %s] section in %s", name, config_file);
+	return pool_open(pc, ret);
+}
+
+int daemon_init_pool(const char *config_file, const char *name, uint64_t log_size, bool force)
+{
+	_cleanup_(pool_closep) struct pool *p = NULL;
+	struct pm_format_options o = { .log_size = log_size, .force = force };
+	struct pm_recovery rep;
+	struct pm_store *s = NULL;
+	char err[512];
+	int r;
+
+	r = open_configured_pool(config_file, name, &p);
+	if (r < 0)
+		return r;
+	r = pm_store_format(p, &o, err, sizeof(err));
+	if (r < 0)
+		return log_error_errno(r, "%s", err);
+	r = pm_store_open(p, true, &s, &rep);
+	if (r < 0)
+		return log_error_errno(r, "Pool '%s' does not read back after formatting: %s", name,
+				       rep.problem);
+	log_info("Pool '%s' formatted: %" PRIu64 " PM frames, %" PRIu64 " MiB log", name,
+		 pm_frames_free(s), pm_log_size(s) >> 20);
+	pm_store_close(s);
+	return 0;
+}
+
+int daemon_check_pool(const char *config_file, const char *name)
+{
+	_cleanup_(pool_closep) struct pool *p = NULL;
+	_cleanup_json_ struct json_object *o = NULL;
+	int r;
+
+	r = open_configured_pool(config_file, name, &p);
+	if (r < 0)
+		return r;
+	o = check_pool_json(p);
+	if (!o)
+		return log_oom();
+	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+								 JSON_C_TO_STRING_SPACED));
+	return streq(json_object_get_string(json_object_object_get(o, "state")), "damaged") ? -EUCLEAN
+											    : 0;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------ */

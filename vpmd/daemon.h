@@ -42,6 +42,10 @@ int daemon_run(struct daemon *d);
  */
 int daemon_reload(struct daemon *d, char **ret_error, struct json_object **ret_warnings);
 
+/* Offline: format a configured pool (vpmd --init-pool), or check one and print a report. */
+int daemon_init_pool(const char *config_file, const char *name, uint64_t log_size, bool force);
+int daemon_check_pool(const char *config_file, const char *name);
+
 /* The control protocol's method dispatcher. */
 int daemon_dispatch(void *userdata, const struct control_peer *peer, const char *method,
 		    struct json_object *params, struct json_object **ret_result, char *errbuf,

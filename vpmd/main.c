@@ -18,6 +18,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "parse-util.h"
 
 static void help(void)
 {
@@ -25,6 +26,10 @@ static void help(void)
 	       "The VPM daemon: virtualized persistent memory for KVM guests.\n\n"
 	       "  -c, --config FILE   configuration file (default %s)\n"
 	       "  -f, --foreground    do not detach; log to stderr (use this under systemd)\n"
+	       "      --init-pool NAME  format pool NAME for VPM and exit (vpmd must not run)\n"
+	       "      --force         with --init-pool: erase a formatted pool or foreign data\n"
+	       "      --log-size SIZE with --init-pool: size of the redo log (default 1/8)\n"
+	       "      --check-pool NAME check pool NAME without changing it, print a report\n"
 	       "  -h, --help          show this help\n"
 	       "      --version       show the version\n\n"
 	       "See vpmd(8) and vpmd.conf(5).\n",
@@ -111,8 +116,15 @@ int main(int argc, char *argv[])
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "init-pool", required_argument, NULL, 'I' },
+		{ "check-pool", required_argument, NULL, 'K' },
+		{ "force", no_argument, NULL, 'F' },
+		{ "log-size", required_argument, NULL, 'L' },
 		{}
 	};
+	const char *init_pool = NULL, *check_pool = NULL;
+	uint64_t log_size = 0;
+	bool force = false;
 	_cleanup_(daemon_freep) struct daemon *d = NULL;
 	_cleanup_free_ char *config_path = NULL;
 	const char *config = VPMD_DEFAULT_CONFIG;
@@ -134,6 +146,21 @@ int main(int argc, char *argv[])
 		case 'V':
 			printf("vpmd %s\n", VPM_VERSION);
 			return 0;
+		case 'I':
+			init_pool = optarg;
+			break;
+		case 'K':
+			check_pool = optarg;
+			break;
+		case 'F':
+			force = true;
+			break;
+		case 'L':
+			if (parse_size(optarg, &log_size) < 0) {
+				fprintf(stderr, "vpmd: --log-size: '%s' is not a size\n", optarg);
+				return 2;
+			}
+			break;
 		default:
 			fprintf(stderr, "Try 'vpmd --help'.\n");
 			return 2;
@@ -149,6 +176,10 @@ int main(int argc, char *argv[])
 		log_oom();
 		return 1;
 	}
+	if (init_pool)
+		return daemon_init_pool(config_path, init_pool, log_size, force) < 0 ? 1 : 0;
+	if (check_pool)
+		return daemon_check_pool(config_path, check_pool) < 0 ? 1 : 0;
 	if (!foreground) {
 		r = detach(&ready_fd);
 		if (r < 0)

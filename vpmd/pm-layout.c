@@ -33,9 +33,14 @@ void pm_record_seal(struct pm_record *r, uint64_t pool_seed)
 	r->checksum = XXH64(r, offsetof(struct pm_record, checksum), SEED_RECORD ^ pool_seed);
 }
 
+uint64_t pm_payload_seed(uint64_t pool_seed)
+{
+	return SEED_PAYLOAD ^ pool_seed;
+}
+
 uint64_t pm_payload_checksum(const void *buf, size_t len, uint64_t pool_seed)
 {
-	return XXH3_64bits_withSeed(buf, len, SEED_PAYLOAD ^ pool_seed);
+	return XXH3_64bits_withSeed(buf, len, pm_payload_seed(pool_seed));
 }
 
 const char *pm_superblock_check(const struct pm_superblock *sb, uint64_t pool_size)

@@ -140,6 +140,8 @@ void pm_superblock_seal(struct pm_superblock *sb);
 void pm_device_entry_seal(struct pm_device_entry *e, uint64_t pool_seed);
 void pm_record_seal(struct pm_record *r, uint64_t pool_seed);
 uint64_t pm_payload_checksum(const void *buf, size_t len, uint64_t pool_seed);
+/* The seed pm_payload_checksum uses, for computing the same hash piece by piece. */
+uint64_t pm_payload_seed(uint64_t pool_seed);
 
 /* What is wrong with a structure, or NULL when it is valid. */
 const char *pm_superblock_check(const struct pm_superblock *sb, uint64_t pool_size);

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
@@ -60,7 +61,7 @@ static int open_pool_file(struct pool *p, const struct pool_config *pc)
 		return fd;
 	if (errno != ENOENT)
 		return log_error_errno(errno, "Pool '%s': cannot open '%s': %m", pc->name, pc->path);
-	if (pc->kind == POOL_KIND_DEVDAX || strncmp(pc->path, "/dev/", 5) == 0)
+	if (pc->kind == POOL_KIND_DEVDAX || strncmp(pc->path, "/dev/dax", 8) == 0)
 		return log_error_errno(ENOENT,
 				       "Pool '%s': device '%s' does not exist; list devdax devices "
 				       "with 'ndctl list -N' or 'vpmctl pools'",
@@ -251,10 +252,39 @@ int pool_open(const struct pool_config *pc, struct pool **ret_pool)
 	return 0;
 }
 
+int pool_attach_store(struct pool *p, bool read_only)
+{
+	int r;
+
+	if (!pm_store_is_formatted(p)) {
+		log_notice("Pool '%s' is not formatted; format it with 'vpmd --init-pool %s'",
+			   p->config.name, p->config.name);
+		return 0;
+	}
+	r = pm_store_open(p, read_only, &p->store, &p->recovery);
+	if (r < 0)
+		return log_error_errno(r, "Pool '%s': %s", p->config.name, p->recovery.problem);
+	if (p->recovery.committed_epochs || p->recovery.discarded_records ||
+	    p->recovery.frames_freed || p->recovery.superblock_fallback)
+		log_notice("Pool '%s': recovery %s %" PRIu64 " committed epochs (%" PRIu64
+			   " bytes), discarded %" PRIu64 " uncommitted records, freed %" PRIu64
+			   " frames%s in %" PRIu64 " us",
+			   p->config.name, read_only ? "would replay" : "replayed",
+			   p->recovery.committed_epochs, p->recovery.replayed_bytes,
+			   p->recovery.discarded_records, p->recovery.frames_freed,
+			   p->recovery.superblock_fallback ? ", fell back to the older superblock" : "",
+			   p->recovery.usec);
+	else
+		log_info("Pool '%s': clean, %u devices, %" PRIu64 " PM frames in use", p->config.name,
+			 p->recovery.devices, p->recovery.frames_in_use);
+	return 0;
+}
+
 struct pool *pool_close(struct pool *p)
 {
 	if (!p)
 		return NULL;
+	pm_store_close(p->store);
 	if (p->map)
 		pmem2_map_delete(&p->map);
 	if (p->source)
@@ -286,6 +316,11 @@ struct json_object *pool_to_json(const struct pool *p)
 		      json_object_new_string(pool_granularity_to_string(p->granularity)));
 	r |= json_add(o, "persistent", json_object_new_boolean(persistent));
 	r |= json_add(o, "numa_node", json_object_new_int(p->numa_node));
+	r |= json_add(o, "formatted", json_object_new_boolean(p->store != NULL));
+	if (p->store) {
+		r |= json_add(o, "store", pm_store_to_json(p->store));
+		r |= json_add(o, "recovery", pm_recovery_to_json(&p->recovery));
+	}
 	if (!persistent)
 		r |= json_add(o, "warning",
 			      json_object_new_string(

@@ -10,6 +10,7 @@
 #include <json-c/json.h>
 
 #include "config.h"
+#include "pm-store.h"
 
 /* Smallest pool vpmd accepts: room for its metadata and at least a few frames. */
 #define POOL_MIN_SIZE (UINT64_C(2) << 20)
@@ -29,10 +30,14 @@ struct pool {
 	enum pmem2_granularity granularity;
 	bool created; /* vpmd created the file at open */
 	int numa_node; /* -1 when unknown */
+	struct pm_store *store; /* the VPM pool format on it; NULL while unformatted */
+	struct pm_recovery recovery; /* what opening the store found and did */
 };
 
 /* Open (and for a missing file with a configured size, create) the pool; logs its errors. */
 int pool_open(const struct pool_config *pc, struct pool **ret_pool);
+/* If the pool is formatted, open its store: recover it (or only check it). Logs its errors. */
+int pool_attach_store(struct pool *p, bool read_only);
 struct pool *pool_close(struct pool *p);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct pool *, pool_close);
 

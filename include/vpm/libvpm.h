@@ -72,6 +72,9 @@ uint64_t vpm_status_get_pool_size(const struct vpm_status *status);
 unsigned vpm_status_get_clients(const struct vpm_status *status);
 uint64_t vpm_status_get_requests(const struct vpm_status *status);
 unsigned vpm_status_get_reloads(const struct vpm_status *status);
+/* Time spent recovering pools at start, and committed log bytes replayed. */
+uint64_t vpm_status_get_recovery_usec(const struct vpm_status *status);
+uint64_t vpm_status_get_recovery_replayed_bytes(const struct vpm_status *status);
 /* NULL when the last reload succeeded or none happened. */
 const char *vpm_status_get_last_reload_error(const struct vpm_status *status);
 /* The whole status as JSON text (pretty when pretty is true), as vpmd sent it. */
@@ -109,6 +112,14 @@ const char *vpm_pool_get_store_granularity(const struct vpm_pool *pool);
 /* False for emulated PM: data survives vpmd crashes but not power loss. */
 bool vpm_pool_is_persistent(const struct vpm_pool *pool);
 int vpm_pool_get_numa_node(const struct vpm_pool *pool);
+/* True when the pool carries the VPM format (vpmd --init-pool); false while unformatted. */
+bool vpm_pool_is_formatted(const struct vpm_pool *pool);
+/* vPM devices kept in the pool, PM frames in use and free, redo log use (0 when unformatted). */
+unsigned vpm_pool_get_device_count(const struct vpm_pool *pool);
+uint64_t vpm_pool_get_frames(const struct vpm_pool *pool);
+uint64_t vpm_pool_get_frames_free(const struct vpm_pool *pool);
+uint64_t vpm_pool_get_log_size(const struct vpm_pool *pool);
+uint64_t vpm_pool_get_log_used(const struct vpm_pool *pool);
 
 /* The host's NVDIMM regions and namespaces as libndctl sees them (none on hosts without PM). */
 struct vpm_region *vpm_region_get_first(struct vpm_pool_list *list);
@@ -134,6 +145,19 @@ const char *vpm_namespace_get_mode(const struct vpm_namespace *ns);
 uint64_t vpm_namespace_get_size(const struct vpm_namespace *ns);
 /* "dax0.0" for devdax, "pmem0" for fsdax; NULL when there is none. */
 const char *vpm_namespace_get_device(const struct vpm_namespace *ns);
+
+/* ---- pool checks ---- */
+struct vpm_pool_check;
+
+/*
+ * Have vpmd re-read every structure of one pool (or of all, when pool is NULL) from the
+ * media, without changing anything, and report what recovery would do.
+ */
+int vpm_pool_check(struct vpm_ctx *ctx, const char *pool, struct vpm_pool_check **ret_check);
+struct vpm_pool_check *vpm_pool_check_unref(struct vpm_pool_check *check);
+/* Number of pools found damaged; 0 when all are sound or unformatted. */
+unsigned vpm_pool_check_get_damaged(const struct vpm_pool_check *check);
+const char *vpm_pool_check_get_json(const struct vpm_pool_check *check, bool pretty);
 
 /* ---- control ---- */
 /*
