@@ -84,20 +84,25 @@ static void bit_clear(uint64_t *b, uint64_t i)
 	b[i / 64] &= ~(UINT64_C(1) << (i % 64));
 }
 
+/* The pool at byte offset off; every structure there is at least 8-byte aligned. */
+static void *pool_at(struct pm_store *s, uint64_t off)
+{
+	return s->base + off;
+}
+
 static struct pm_superblock *sb_ptr(struct pm_store *s, unsigned slot)
 {
-	return (struct pm_superblock *)(s->base + (uint64_t)slot * PM_SB_SIZE);
+	return pool_at(s, (uint64_t)slot * PM_SB_SIZE);
 }
 
 static struct pm_device_entry *dev_slot_ptr(struct pm_store *s, unsigned dev, unsigned slot)
 {
-	return (struct pm_device_entry *)(s->base + s->sb.devtab_offset +
-					  ((uint64_t)dev * 2 + slot) * PM_DEV_SLOT_SIZE);
+	return pool_at(s, s->sb.devtab_offset + ((uint64_t)dev * 2 + slot) * PM_DEV_SLOT_SIZE);
 }
 
 static struct pm_frame_entry *frame_entry(struct pm_store *s, uint64_t frame)
 {
-	return (struct pm_frame_entry *)(s->base + s->sb.framemap_offset) + frame;
+	return (struct pm_frame_entry *)pool_at(s, s->sb.framemap_offset) + frame;
 }
 
 static uint8_t *frame_data(struct pm_store *s, uint64_t frame)
@@ -105,9 +110,14 @@ static uint8_t *frame_data(struct pm_store *s, uint64_t frame)
 	return s->base + s->sb.frames_offset + frame * PM_PAGE_SIZE;
 }
 
-static uint8_t *log_at(struct pm_store *s, uint64_t lsn)
+static void *log_at(struct pm_store *s, uint64_t lsn)
 {
-	return s->base + s->sb.log_offset + lsn % s->sb.log_size;
+	return pool_at(s, s->sb.log_offset + lsn % s->sb.log_size);
+}
+
+static const struct pm_record *log_record_at(struct pm_store *s, uint64_t lsn)
+{
+	return log_at(s, lsn);
 }
 
 /* A durable copy into the pool: one persist point. */
@@ -446,7 +456,7 @@ struct scan {
 /* The record at lsn, if it is valid and whole (header and payload); NULL otherwise. */
 static const struct pm_record *record_at(struct pm_store *s, uint64_t lsn)
 {
-	const struct pm_record *r = (const struct pm_record *)log_at(s, lsn);
+	const struct pm_record *r = log_record_at(s, lsn);
 
 	if (pm_record_check_header(r, s->sb.log_size, s->seed) || r->lsn != lsn ||
 	    lsn % s->sb.log_size + r->length > s->sb.log_size)
@@ -479,11 +489,19 @@ static int scan_add_commit(struct scan *sc, const struct scan_commit *c)
 	return 0;
 }
 
-/* Is there a valid record of this pool beyond end, in ring space the log did not reach? */
+/*
+ * Is there a valid record of this pool beyond end, in ring space the log did not reach? Then
+ * the log did not end at a torn write but at damage. The probe covers the next
+ * PROBE_WINDOW bytes, which bounds recovery time on large logs; a torn write only ever
+ * leaves the in-flight commit's records behind it, and those lie well within the window.
+ */
+#define PROBE_WINDOW (UINT64_C(256) << 20)
 static bool valid_record_beyond(struct pm_store *s, uint64_t end, uint64_t tail)
 {
-	for (uint64_t lsn = end + PM_LOG_ALIGN; lsn < tail + s->sb.log_size; lsn += PM_LOG_ALIGN) {
-		const struct pm_record *r = (const struct pm_record *)log_at(s, lsn);
+	uint64_t stop = MIN(tail + s->sb.log_size, end + PROBE_WINDOW);
+
+	for (uint64_t lsn = end + PM_LOG_ALIGN; lsn < stop; lsn += PM_LOG_ALIGN) {
+		const struct pm_record *r = log_record_at(s, lsn);
 
 		if (r->magic == PM_REC_MAGIC && r->lsn == lsn && record_at(s, lsn))
 			return true;
@@ -803,7 +821,7 @@ static int recover(struct pm_store *s, struct pm_recovery *rep)
 	int r;
 
 	/* A fallback superblock is only usable if the log has not moved past its tail. */
-	first = (const struct pm_record *)log_at(s, s->sb.tail_lsn);
+	first = log_record_at(s, s->sb.tail_lsn);
 	if (rep->superblock_fallback && first->magic == PM_REC_MAGIC &&
 	    !pm_record_check_header(first, s->sb.log_size, s->seed) && first->lsn > s->sb.tail_lsn) {
 		set_problem(rep, "the newer superblock is damaged and the log has moved past the "
@@ -829,8 +847,8 @@ static int recover(struct pm_store *s, struct pm_recovery *rep)
 			rep->discarded_bytes += sc.pending_bytes[i];
 		}
 	}
-	if (((const struct pm_record *)log_at(s, sc.end_lsn))->magic == PM_REC_MAGIC &&
-	    ((const struct pm_record *)log_at(s, sc.end_lsn))->lsn == sc.end_lsn)
+	if ((log_record_at(s, sc.end_lsn))->magic == PM_REC_MAGIC &&
+	    (log_record_at(s, sc.end_lsn))->lsn == sc.end_lsn)
 		rep->torn_records = 1;
 	for (size_t i = 0; i < sc.n_commits; i++) {
 		struct pm_device *d = &s->dev[sc.commits[i].device];
