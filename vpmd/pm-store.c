@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +28,8 @@ struct pm_device {
 	struct pm_device_entry entry; /* as on media */
 	unsigned slot;                /* which of the two slots holds entry */
 	int image_fd;
+	uint8_t *image;      /* the image file, mapped shared (as QEMU maps it) */
+	uint64_t image_size;
 	uint64_t last_epoch;  /* newest committed epoch */
 	uint32_t *frame_of;   /* gfn -> frame + 1, 0 when the page has no frame */
 	bool touched;         /* images written by the running checkpoint */
@@ -45,6 +48,7 @@ struct pm_store {
 	pmem2_memset_fn memset_fn;
 	pmem2_persist_fn persist_fn;
 	pmem2_drain_fn drain_fn;
+	bool msync_mode; /* page granularity: copy plainly, persist each record once (msync) */
 	struct pm_device dev[PM_MAX_DEVICES];
 	uint64_t *frame_used; /* bitmap */
 	uint64_t *frame_stale; /* bitmap: released by the running checkpoint once images are synced */
@@ -305,12 +309,43 @@ static int open_image(struct pm_store *s, struct pm_device *d, bool create,
 			    d->entry.image_path);
 		return -EINVAL;
 	}
-	if ((uint64_t)st.st_size < bytes && !s->read_only && ftruncate(d->image_fd, (off_t)bytes) < 0) {
-		set_problem(rep, "device '%s': cannot size image '%s': %s", d->entry.name,
+	if ((uint64_t)st.st_size < bytes) {
+		if (s->read_only || ftruncate(d->image_fd, (off_t)bytes) < 0) {
+			set_problem(rep, "device '%s': image '%s' is %" PRIu64 " bytes, smaller than "
+					 "the device's %" PRIu64,
+				    d->entry.name, d->entry.image_path, (uint64_t)st.st_size, bytes);
+			return -EINVAL;
+		}
+	}
+	/* blocks for the whole image at creation, so that writing it through the mapping cannot
+	 * fail for want of space (an image QEMU made is allocated already) */
+	if (create) {
+		int r = posix_fallocate(d->image_fd, 0, (off_t)bytes);
+
+		if (r != 0 && r != EOPNOTSUPP && r != EINVAL) {
+			set_problem(rep, "device '%s': cannot allocate image '%s': %s", d->entry.name,
+				    d->entry.image_path, strerror(r));
+			return -r;
+		}
+	}
+	d->image = mmap(NULL, bytes, PROT_READ | (s->read_only ? 0 : PROT_WRITE), MAP_SHARED,
+			d->image_fd, 0);
+	if (d->image == MAP_FAILED) {
+		d->image = NULL;
+		set_problem(rep, "device '%s': cannot map image '%s': %s", d->entry.name,
 			    d->entry.image_path, strerror(errno));
 		return -errno;
 	}
+	d->image_size = bytes;
 	return 0;
+}
+
+static void close_image(struct pm_device *d)
+{
+	if (d->image)
+		munmap(d->image, d->image_size);
+	d->image = NULL;
+	d->image_fd = safe_close(d->image_fd);
 }
 
 static int load_devices(struct pm_store *s, struct pm_recovery *rep)
@@ -489,22 +524,42 @@ static int scan_add_commit(struct scan *sc, const struct scan_commit *c)
 	return 0;
 }
 
-/*
- * Is there a valid record of this pool beyond end, in ring space the log did not reach? Then
- * the log did not end at a torn write but at damage. The probe covers the next
- * PROBE_WINDOW bytes, which bounds recovery time on large logs; a torn write only ever
- * leaves the in-flight commit's records behind it, and those lie well within the window.
- */
-#define PROBE_WINDOW (UINT64_C(256) << 20)
-static bool valid_record_beyond(struct pm_store *s, uint64_t end, uint64_t tail)
+/* The longest record a commit writes: a full record of pages (ranges records are shorter). */
+static uint64_t max_record_length(struct pm_store *s)
 {
-	uint64_t stop = MIN(tail + s->sb.log_size, end + PROBE_WINDOW);
+	uint64_t n = MAX(UINT64_C(1), MIN(s->sb.log_size / 8 / PM_PAGE_SIZE,
+					  (uint64_t)MAX_PAGES_PER_RECORD));
+
+	return pm_pages_record_length((uint32_t)n);
+}
+
+/*
+ * The log ends at the first invalid record. A torn write ends it too, but only ever inside the
+ * commit in flight, whose commit record is written after all its data is durable: so after a
+ * torn record no valid commit record can follow. If one does, the record at end is damage,
+ * not a torn write, and committed data would be lost by stopping there. The next record after
+ * a damaged one starts within one maximal record length, so that is where to look.
+ */
+static bool committed_record_beyond(struct pm_store *s, uint64_t end, uint64_t tail)
+{
+	uint64_t stop = MIN(tail + s->sb.log_size, end + max_record_length(s) + PM_LOG_ALIGN);
 
 	for (uint64_t lsn = end + PM_LOG_ALIGN; lsn < stop; lsn += PM_LOG_ALIGN) {
 		const struct pm_record *r = log_record_at(s, lsn);
 
-		if (r->magic == PM_REC_MAGIC && r->lsn == lsn && record_at(s, lsn))
-			return true;
+		if (r->magic != PM_REC_MAGIC || r->lsn != lsn || !record_at(s, lsn))
+			continue;
+		/* follow the chain of valid records from here */
+		for (uint64_t l = lsn; l < tail + s->sb.log_size;) {
+			const struct pm_record *c = record_at(s, l);
+
+			if (!c)
+				break;
+			if (c->type == PM_REC_COMMIT)
+				return true;
+			l += c->length;
+		}
+		return false;
 	}
 	return false;
 }
@@ -584,19 +639,12 @@ static bool live_frame(struct pm_store *s, struct pm_device *d, uint64_t gfn, ui
 	return true;
 }
 
+/* Into the page cache through the mapping; fdatasync makes it durable before the tail moves. */
 static int image_write(struct pm_device *d, const void *buf, size_t len, uint64_t off)
 {
-	while (len > 0) {
-		ssize_t n = pwrite(d->image_fd, buf, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		buf = (const uint8_t *)buf + n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
+	if (off + len > d->image_size)
+		return -ERANGE;
+	memcpy(d->image + off, buf, len);
 	return 0;
 }
 
@@ -671,10 +719,11 @@ static int apply_commit(struct pm_store *s, const struct scan_commit *c)
 	uint32_t seen = 0;
 
 	while (seen < c->n_records) {
-		const struct pm_record *rec = record_at(s, lsn);
+		/* the scan that found this commit verified its records, payloads included */
+		const struct pm_record *rec = log_record_at(s, lsn);
 		int r = 0;
 
-		if (!rec)
+		if (pm_record_check_header(rec, s->sb.log_size, s->seed) || rec->lsn != lsn)
 			return -EUCLEAN;
 		if (rec->type != PM_REC_PAD && rec->device == c->device && rec->type != PM_REC_COMMIT &&
 		    record_is_current(s, rec)) {
@@ -831,8 +880,8 @@ static int recover(struct pm_store *s, struct pm_recovery *rep)
 	r = log_scan(s, s->sb.tail_lsn, 0, &sc, rep);
 	if (r < 0)
 		return r;
-	if (valid_record_beyond(s, sc.end_lsn, s->sb.tail_lsn)) {
-		set_problem(rep, "log record at lsn %" PRIu64 " is damaged but later records are "
+	if (committed_record_beyond(s, sc.end_lsn, s->sb.tail_lsn)) {
+		set_problem(rep, "log record at lsn %" PRIu64 " is damaged but later commits are "
 				 "valid; the log is corrupt, not torn",
 			    sc.end_lsn);
 		free(sc.commits);
@@ -889,6 +938,7 @@ int pm_store_open(struct pool *pool, bool read_only, struct pm_store **ret_store
 	s->memset_fn = pmem2_get_memset_fn(pool->map);
 	s->persist_fn = pmem2_get_persist_fn(pool->map);
 	s->drain_fn = pmem2_get_drain_fn(pool->map);
+	s->msync_mode = pool->granularity == PMEM2_GRANULARITY_PAGE;
 	pthread_mutex_init(&s->lock, NULL);
 	for (unsigned i = 0; i < PM_MAX_DEVICES; i++)
 		s->dev[i].image_fd = -1;
@@ -916,7 +966,7 @@ struct pm_store *pm_store_close(struct pm_store *s)
 	if (!s)
 		return NULL;
 	for (unsigned i = 0; i < PM_MAX_DEVICES; i++) {
-		safe_close(s->dev[i].image_fd);
+		close_image(&s->dev[i]);
 		free(s->dev[i].frame_of);
 	}
 	free(s->frame_used);
@@ -984,6 +1034,7 @@ int pm_device_create(struct pm_store *s, const struct pm_device_info *info, unsi
 	strcpy(d->entry.image_path, e.image_path);
 	r = open_image(s, d, true, &rep);
 	if (r < 0) {
+		close_image(d);
 		free(d->frame_of);
 		d->frame_of = NULL;
 		goto out;
@@ -1016,7 +1067,6 @@ int pm_device_read_page(struct pm_store *s, unsigned device, uint64_t gfn, void 
 {
 	struct pm_device *d;
 	uint64_t f;
-	ssize_t n;
 
 	if (device >= PM_MAX_DEVICES || !s->dev[device].active)
 		return -ENODEV;
@@ -1027,10 +1077,7 @@ int pm_device_read_page(struct pm_store *s, unsigned device, uint64_t gfn, void 
 		memcpy(buf, frame_data(s, f), PM_PAGE_SIZE);
 		return 1;
 	}
-	n = pread(d->image_fd, buf, PM_PAGE_SIZE, (off_t)(gfn * PM_PAGE_SIZE));
-	if (n < 0)
-		return -errno;
-	memset((uint8_t *)buf + n, 0, PM_PAGE_SIZE - (size_t)n);
+	memcpy(buf, d->image + gfn * PM_PAGE_SIZE, PM_PAGE_SIZE);
 	return 0;
 }
 
@@ -1085,10 +1132,19 @@ static int wait_for_space(struct pm_store *s, uint64_t total)
 	return s->head_lsn - s->sb.tail_lsn + need <= s->sb.log_size ? 0 : -ENOSPC;
 }
 
+/*
+ * A record is written piece by piece without draining: on real PM each piece is flushed
+ * (non-temporal stores) and one drain before the commit record orders them all; on msync-
+ * persisted (emulated) pools the pieces are copied plainly and the record is persisted once.
+ */
 static void write_piece(struct pm_store *s, XXH3_state_t *h, uint8_t *dst, const void *src,
 			size_t len)
 {
-	s->memcpy_fn(dst, src, len, PMEM2_F_MEM_NODRAIN | (len >= 256 ? PMEM2_F_MEM_NONTEMPORAL : 0));
+	if (s->msync_mode)
+		memcpy(dst, src, len);
+	else
+		s->memcpy_fn(dst, src, len,
+			     PMEM2_F_MEM_NODRAIN | (len >= 256 ? PMEM2_F_MEM_NONTEMPORAL : 0));
 	XXH3_64bits_update(h, src, len);
 }
 
@@ -1098,8 +1154,7 @@ static void write_zeros(struct pm_store *s, XXH3_state_t *h, uint8_t *dst, size_
 
 	if (!len)
 		return;
-	s->memset_fn(dst, 0, len, PMEM2_F_MEM_NODRAIN);
-	XXH3_64bits_update(h, zeros, len);
+	write_piece(s, h, dst, zeros, len);
 }
 
 static void seal_and_place_header(struct pm_store *s, struct pm_record *hdr, XXH3_state_t *h,
@@ -1107,7 +1162,12 @@ static void seal_and_place_header(struct pm_store *s, struct pm_record *hdr, XXH
 {
 	hdr->payload_checksum = XXH3_64bits_digest(h);
 	pm_record_seal(hdr, s->seed);
-	s->memcpy_fn(dst, hdr, sizeof(*hdr), PMEM2_F_MEM_NODRAIN);
+	if (s->msync_mode) {
+		memcpy(dst, hdr, sizeof(*hdr));
+		s->persist_fn(dst, hdr->length);
+	} else {
+		s->memcpy_fn(dst, hdr, sizeof(*hdr), PMEM2_F_MEM_NODRAIN);
+	}
 }
 
 static void write_pages_record(struct pm_store *s, unsigned dv, uint64_t epoch,
@@ -1157,9 +1217,24 @@ static void write_ranges_record(struct pm_store *s, unsigned dv, uint64_t epoch,
 	write_piece(s, h, p, entries, ebytes);
 	write_zeros(s, h, p + ebytes, earea - ebytes);
 	p += earea;
-	for (uint32_t i = 0; i < n; i++) {
-		write_piece(s, h, p, ranges[i].data, ranges[i].length);
-		p += ranges[i].length;
+	/* gather small ranges: one copy to PM and one hash update per staging buffer */
+	for (uint32_t i = 0; i < n;) {
+		uint8_t stage[16384];
+		size_t fill = 0;
+
+		if (ranges[i].length >= sizeof(stage) / 4) {
+			write_piece(s, h, p, ranges[i].data, ranges[i].length);
+			p += ranges[i].length;
+			i++;
+			continue;
+		}
+		while (i < n && fill + ranges[i].length <= sizeof(stage)) {
+			memcpy(stage + fill, ranges[i].data, ranges[i].length);
+			fill += ranges[i].length;
+			i++;
+		}
+		write_piece(s, h, p, stage, fill);
+		p += fill;
 	}
 	write_zeros(s, h, p, ALIGN_UP(data_bytes, PM_LOG_ALIGN) - data_bytes);
 	seal_and_place_header(s, &hdr, h, dst);

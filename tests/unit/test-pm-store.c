@@ -489,7 +489,7 @@ START_TEST(test_corrupt_log)
 	/* a damaged data record of a committed epoch, followed by valid records: refused */
 	*log_byte(p, tail + 64 + 100) ^= 0x01;
 	ck_assert_int_eq(open_result(p, &rep), -EUCLEAN);
-	ck_assert_ptr_nonnull(strstr(rep.problem, "later records are valid"));
+	ck_assert_ptr_nonnull(strstr(rep.problem, "later commits are valid"));
 	*log_byte(p, tail + 64 + 100) ^= 0x01;
 
 	/* a damaged commit record in the middle: refused as well */
