@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# The main job, end to end on this machine: build VPM, start vpmd on an emulated PM pool and
-# show what it manages through vpmctl. Usage: scripts/demo.sh [--keep]
+# The main job, end to end on this machine: build VPM, format an emulated PM pool (once),
+# start vpmd on it (recovering the pool first) and show what it manages through vpmctl.
+# Usage: scripts/demo.sh [--keep]
 #   --keep   leave vpmd running afterwards (stop it with: kill $(cat $DEMO/state/vpmd.pid))
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,12 @@ CONF
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
+if "$VPMD" --config "$DEMO/vpmd.conf" --check-pool demo0 2>/dev/null | grep -q '"unformatted"'; then
+	step "vpmd --config $DEMO/vpmd.conf --init-pool demo0 --force"
+	"$VPMD" --config "$DEMO/vpmd.conf" --init-pool demo0 --force
+fi
+step "vpmd --config $DEMO/vpmd.conf --check-pool demo0"
+"$VPMD" --config "$DEMO/vpmd.conf" --check-pool demo0
 step "vpmd --config $DEMO/vpmd.conf"
 "$VPMD" --config "$DEMO/vpmd.conf" 2>"$DEMO/vpmd.log"
 echo "vpmd is ready (pid $(cat "$DEMO/state/vpmd.pid")); its log: $DEMO/vpmd.log"
@@ -46,8 +53,8 @@ step "vpmctl status"
 "$VPMCTL" status
 step "vpmctl pools"
 "$VPMCTL" pools
-step "vpmctl -j pools"
-"$VPMCTL" -j pools
+step "vpmctl recover --check"
+"$VPMCTL" recover --check
 
 if $keep; then
 	echo
