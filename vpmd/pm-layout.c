@@ -3,6 +3,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "pm-hash.h"
 #include "pm-layout.h"
 
 #define SEED_SUPERBLOCK UINT64_C(0x56504d5342310001)
@@ -40,7 +41,7 @@ uint64_t pm_payload_seed(uint64_t pool_seed)
 
 uint64_t pm_payload_checksum(const void *buf, size_t len, uint64_t pool_seed)
 {
-	return XXH3_64bits_withSeed(buf, len, pm_payload_seed(pool_seed));
+	return pm_hash_oneshot(buf, len, pm_payload_seed(pool_seed));
 }
 
 const char *pm_superblock_check(const struct pm_superblock *sb, uint64_t pool_size)

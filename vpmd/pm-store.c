@@ -10,12 +10,12 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "crash-inject.h"
 #include "json-util.h"
 #include "log.h"
 #include "parse-util.h"
+#include "pm-hash.h"
 #include "pm-store.h"
 #include "pool.h"
 
@@ -48,6 +48,7 @@ struct pm_store {
 	pmem2_memset_fn memset_fn;
 	pmem2_persist_fn persist_fn;
 	pmem2_drain_fn drain_fn;
+	struct pm_hasher *hasher; /* for commits, under lock */
 	bool msync_mode; /* page granularity: copy plainly, persist each record once (msync) */
 	struct pm_device dev[PM_MAX_DEVICES];
 	uint64_t *frame_used; /* bitmap */
@@ -939,6 +940,11 @@ int pm_store_open(struct pool *pool, bool read_only, struct pm_store **ret_store
 	s->persist_fn = pmem2_get_persist_fn(pool->map);
 	s->drain_fn = pmem2_get_drain_fn(pool->map);
 	s->msync_mode = pool->granularity == PMEM2_GRANULARITY_PAGE;
+	s->hasher = pm_hasher_new();
+	if (!s->hasher) {
+		free(s);
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&s->lock, NULL);
 	for (unsigned i = 0; i < PM_MAX_DEVICES; i++)
 		s->dev[i].image_fd = -1;
@@ -971,6 +977,7 @@ struct pm_store *pm_store_close(struct pm_store *s)
 	}
 	free(s->frame_used);
 	free(s->frame_stale);
+	pm_hasher_free(s->hasher);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 	return NULL;
@@ -1137,7 +1144,7 @@ static int wait_for_space(struct pm_store *s, uint64_t total)
  * (non-temporal stores) and one drain before the commit record orders them all; on msync-
  * persisted (emulated) pools the pieces are copied plainly and the record is persisted once.
  */
-static void write_piece(struct pm_store *s, XXH3_state_t *h, uint8_t *dst, const void *src,
+static void write_piece(struct pm_store *s, struct pm_hasher *h, uint8_t *dst, const void *src,
 			size_t len)
 {
 	if (s->msync_mode)
@@ -1145,10 +1152,10 @@ static void write_piece(struct pm_store *s, XXH3_state_t *h, uint8_t *dst, const
 	else
 		s->memcpy_fn(dst, src, len,
 			     PMEM2_F_MEM_NODRAIN | (len >= 256 ? PMEM2_F_MEM_NONTEMPORAL : 0));
-	XXH3_64bits_update(h, src, len);
+	pm_hasher_update(h, src, len);
 }
 
-static void write_zeros(struct pm_store *s, XXH3_state_t *h, uint8_t *dst, size_t len)
+static void write_zeros(struct pm_store *s, struct pm_hasher *h, uint8_t *dst, size_t len)
 {
 	static const uint8_t zeros[PM_LOG_ALIGN];
 
@@ -1157,10 +1164,10 @@ static void write_zeros(struct pm_store *s, XXH3_state_t *h, uint8_t *dst, size_
 	write_piece(s, h, dst, zeros, len);
 }
 
-static void seal_and_place_header(struct pm_store *s, struct pm_record *hdr, XXH3_state_t *h,
+static void seal_and_place_header(struct pm_store *s, struct pm_record *hdr, struct pm_hasher *h,
 				  uint8_t *dst)
 {
-	hdr->payload_checksum = XXH3_64bits_digest(h);
+	hdr->payload_checksum = pm_hasher_digest(h);
 	pm_record_seal(hdr, s->seed);
 	if (s->msync_mode) {
 		memcpy(dst, hdr, sizeof(*hdr));
@@ -1171,7 +1178,7 @@ static void seal_and_place_header(struct pm_store *s, struct pm_record *hdr, XXH
 }
 
 static void write_pages_record(struct pm_store *s, unsigned dv, uint64_t epoch,
-			       const struct pm_page *pages, uint32_t n, XXH3_state_t *h)
+			       const struct pm_page *pages, uint32_t n, struct pm_hasher *h)
 {
 	struct pm_record hdr = { .magic = PM_REC_MAGIC, .type = PM_REC_PAGES, .device = (uint16_t)dv,
 				 .count = n, .instance = s->dev[dv].entry.instance, .epoch = epoch,
@@ -1183,7 +1190,7 @@ static void write_pages_record(struct pm_store *s, unsigned dv, uint64_t epoch,
 	for (uint32_t i = 0; i < n; i++)
 		gfns[i] = pages[i].gfn;
 	crash_point_enter("log-data", dst, hdr.length);
-	XXH3_64bits_reset_withSeed(h, pm_payload_seed(s->seed));
+	pm_hasher_reset(h, pm_payload_seed(s->seed));
 	write_piece(s, h, p, gfns, gfn_bytes);
 	write_zeros(s, h, p + gfn_bytes, gfn_area - gfn_bytes);
 	p += gfn_area;
@@ -1198,7 +1205,7 @@ static void write_pages_record(struct pm_store *s, unsigned dv, uint64_t epoch,
 
 static void write_ranges_record(struct pm_store *s, unsigned dv, uint64_t epoch,
 				const struct pm_range *ranges, uint32_t n, uint64_t data_bytes,
-				XXH3_state_t *h)
+				struct pm_hasher *h)
 {
 	struct pm_record hdr = { .magic = PM_REC_MAGIC, .type = PM_REC_RANGES,
 				 .device = (uint16_t)dv, .count = n,
@@ -1213,10 +1220,28 @@ static void write_ranges_record(struct pm_store *s, unsigned dv, uint64_t epoch,
 		entries[i] = (struct pm_range_entry){ .gfn = ranges[i].gfn, .offset = ranges[i].offset,
 						      .length = ranges[i].length };
 	crash_point_enter("log-data", dst, hdr.length);
-	XXH3_64bits_reset_withSeed(h, pm_payload_seed(s->seed));
+	pm_hasher_reset(h, pm_payload_seed(s->seed));
 	write_piece(s, h, p, entries, ebytes);
 	write_zeros(s, h, p + ebytes, earea - ebytes);
 	p += earea;
+	if (s->msync_mode) {
+		/* the pool is page cache: copy in place, then hash the record while it is hot */
+		for (uint32_t i = 0; i < n; i++) {
+			/* single cachelines dominate hint commits: copy them inline */
+			if (ranges[i].length == PM_CACHELINE)
+				__builtin_memcpy(p, ranges[i].data, PM_CACHELINE);
+			else
+				memcpy(p, ranges[i].data, ranges[i].length);
+			p += ranges[i].length;
+		}
+		memset(p, 0, ALIGN_UP(data_bytes, PM_LOG_ALIGN) - data_bytes);
+		hdr.payload_checksum = pm_payload_checksum(dst + sizeof(hdr), hdr.length - sizeof(hdr),
+							   s->seed);
+		pm_record_seal(&hdr, s->seed);
+		memcpy(dst, &hdr, sizeof(hdr));
+		s->persist_fn(dst, hdr.length);
+		goto done;
+	}
 	/* gather small ranges: one copy to PM and one hash update per staging buffer */
 	for (uint32_t i = 0; i < n;) {
 		uint8_t stage[16384];
@@ -1238,6 +1263,7 @@ static void write_ranges_record(struct pm_store *s, unsigned dv, uint64_t epoch,
 	}
 	write_zeros(s, h, p, ALIGN_UP(data_bytes, PM_LOG_ALIGN) - data_bytes);
 	seal_and_place_header(s, &hdr, h, dst);
+done:
 	crash_point_leave(dst, hdr.length, s->persist_fn);
 	s->head_lsn += hdr.length;
 	s->stats.log_bytes += hdr.length;
@@ -1291,7 +1317,7 @@ int pm_commit(struct pm_store *s, unsigned dv, uint64_t epoch, const struct pm_p
 				    .length = sizeof(struct pm_record) };
 	uint32_t per = max_pages_per_record(s), records = 0;
 	uint64_t total = 0, first = 0, bytes = 0;
-	XXH3_state_t *h = NULL;
+	struct pm_hasher *h = s->hasher;
 	int r;
 
 	pthread_mutex_lock(&s->lock);
@@ -1301,11 +1327,6 @@ int pm_commit(struct pm_store *s, unsigned dv, uint64_t epoch, const struct pm_p
 	r = wait_for_space(s, total);
 	if (r < 0)
 		goto out;
-	h = XXH3_createState();
-	if (!h) {
-		r = -ENOMEM;
-		goto out;
-	}
 	for (size_t i = 0; i < n_pages; i += per) {
 		uint32_t n = (uint32_t)MIN((size_t)per, n_pages - i);
 
@@ -1350,8 +1371,6 @@ int pm_commit(struct pm_store *s, unsigned dv, uint64_t epoch, const struct pm_p
 	s->stats.commit_bytes += bytes;
 	s->dev[dv].last_epoch = epoch;
 out:
-	if (h)
-		XXH3_freeState(h);
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }
