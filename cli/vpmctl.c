@@ -20,7 +20,7 @@ enum {
 	EXIT_USAGE = 2,       /* bad command line */
 	EXIT_UNREACHABLE = 3, /* vpmd not running, not answering, or connection lost */
 	EXIT_DENIED = 4,      /* vpmd refused this user */
-	EXIT_PROTOCOL = 5,    /* vpmd speaks another protocol version or sent garbage */
+	EXIT_PROTOCOL = 5,    /* vpmd speaks another protocol version or sent garbage (EPROTO) */
 };
 
 struct args {
@@ -46,7 +46,6 @@ static int exit_code_for(int r)
 	case EPERM:
 		return EXIT_DENIED;
 	case EPROTO:
-	case EPROTONOSUPPORT:
 		return EXIT_PROTOCOL;
 	default:
 		return EXIT_FAILED;

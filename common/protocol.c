@@ -204,8 +204,8 @@ struct json_object *vpm_reply_new_error(int error, const char *message)
 	return TAKE_PTR(o);
 }
 
-int vpm_reply_parse(const char *buf, size_t len, struct json_object **ret_result, char *errbuf,
-		    size_t errlen)
+int vpm_reply_parse(const char *buf, size_t len, struct json_object **ret_result, int *ret_error,
+		    char *errbuf, size_t errlen)
 {
 	_cleanup_json_ struct json_object *msg = NULL;
 	struct json_object *result, *error, *v;
@@ -235,7 +235,8 @@ int vpm_reply_parse(const char *buf, size_t len, struct json_object **ret_result
 		    json_object_is_type(v, json_type_string))
 			m = json_object_get_string(v);
 		set_err(errbuf, errlen, "%s", m ? m : strerror((int)e));
-		return -(int)e;
+		*ret_error = -(int)e;
+		return 0;
 	}
 	if (!json_object_object_get_ex(msg, "result", &result) ||
 	    !json_object_is_type(result, json_type_object)) {
@@ -243,6 +244,7 @@ int vpm_reply_parse(const char *buf, size_t len, struct json_object **ret_result
 		return -EBADMSG;
 	}
 	*ret_result = json_object_get(result);
+	*ret_error = 0;
 	return 0;
 }
 

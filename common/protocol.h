@@ -57,13 +57,13 @@ struct json_object *vpm_reply_new_result(struct json_object *result);
 struct json_object *vpm_reply_new_error(int error, const char *message);
 
 /*
- * Parse one reply message. On success *ret_result holds a new reference to the result
- * object and 0 is returned. If vpmd replied with an error, its negative errno is returned
- * and its message copied into errbuf. Malformed replies give -EBADMSG, protocol mismatch
- * -EPROTONOSUPPORT.
+ * Parse one reply message. A well-formed reply returns 0: either *ret_error is 0 and
+ * *ret_result holds a new reference to the result, or *ret_error is vpmd's negative errno
+ * and errbuf its message. A malformed reply returns -EBADMSG, another protocol version
+ * -EPROTONOSUPPORT, each with errbuf saying why.
  */
-int vpm_reply_parse(const char *buf, size_t len, struct json_object **ret_result, char *errbuf,
-		    size_t errlen);
+int vpm_reply_parse(const char *buf, size_t len, struct json_object **ret_result, int *ret_error,
+		    char *errbuf, size_t errlen);
 
 /* Serialize a message into a newly allocated NUL-terminated string; *ret_len excludes NUL. */
 char *vpm_message_serialize(struct json_object *msg, size_t *ret_len);

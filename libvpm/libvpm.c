@@ -307,7 +307,7 @@ int vpm_call(struct vpm_ctx *ctx, const char *method, struct json_object *params
 	_cleanup_free_ char *text = NULL, *reply = NULL;
 	char err[768] = "";
 	size_t len, reply_len = 0;
-	int r;
+	int r, remote = 0;
 
 	if (!ctx)
 		return vpm_set_error(EINVAL, "%s: ctx is NULL", method);
@@ -322,16 +322,16 @@ int vpm_call(struct vpm_ctx *ctx, const char *method, struct json_object *params
 	if (r < 0)
 		return r;
 
-	r = vpm_reply_parse(reply, reply_len, ret_result, err, sizeof(err));
-	if (r == -EBADMSG || r == -EPROTONOSUPPORT) {
-		disconnect(ctx);
-		return vpm_set_error(r == -EBADMSG ? EPROTO : EPROTONOSUPPORT,
-				     "bad reply from vpmd to '%s': %s", method, err);
-	}
+	r = vpm_reply_parse(reply, reply_len, ret_result, &remote, err, sizeof(err));
 	if (r < 0) {
-		if (r == -EACCES || r == -EBUSY || r == -EMSGSIZE)
+		/* whatever went wrong, it is the protocol that failed: -EPROTO */
+		disconnect(ctx);
+		return vpm_set_error(EPROTO, "bad reply from vpmd to '%s': %s", method, err);
+	}
+	if (remote < 0) {
+		if (remote == -EACCES || remote == -EBUSY || remote == -EMSGSIZE)
 			disconnect(ctx); /* vpmd closes these connections */
-		return vpm_set_error(r, "%s", err);
+		return vpm_set_error(remote, "%s", err);
 	}
 	return 0;
 }

@@ -307,7 +307,7 @@ _public_ unsigned vpm_pool_check_get_damaged(const struct vpm_pool_check *c)
 	for (size_t i = 0; i < len; i++) {
 		const char *st = vpm_json_str(json_object_array_get_idx(pools, i), "state");
 
-		n += st && streq(st, "damaged");
+		n += !st || !(streq(st, "ok") || streq(st, "unformatted"));
 	}
 	return n;
 }

@@ -388,6 +388,21 @@ static struct pool *find_pool(struct daemon *d, const char *name)
 	return find_open_pool(d->pools, d->n_pools, name);
 }
 
+/* "ok"; "damaged" for broken structures; "unsupported" for a later layout; else "error". */
+static const char *check_state(int r)
+{
+	switch (r) {
+	case 0:
+		return "ok";
+	case -EUCLEAN:
+		return "damaged";
+	case -EPROTONOSUPPORT:
+		return "unsupported";
+	default:
+		return "error";
+	}
+}
+
 /* Re-read a pool's structures from the media without changing them; report what is found. */
 static struct json_object *check_pool_json(struct pool *p)
 {
@@ -405,7 +420,7 @@ static struct json_object *check_pool_json(struct pool *p)
 	}
 	r = pm_store_open(p, true, &s, &rep);
 	pm_store_close(s);
-	if (json_add(o, "state", json_object_new_string(r < 0 ? "damaged" : "ok")) < 0 ||
+	if (json_add(o, "state", json_object_new_string(check_state(r))) < 0 ||
 	    json_add(o, "check", pm_recovery_to_json(&rep)) < 0)
 		return NULL;
 	return TAKE_PTR(o);
@@ -607,9 +622,14 @@ done:
 
 /* ---- offline pool administration ------------------------------------------------------ */
 
-/* Open one configured pool by name for an offline action; the pool lock keeps vpmd away. */
-static int open_configured_pool(const char *config_file, const char *name, struct pool **ret)
+/*
+ * Open one configured pool by name for an offline action; the pool lock keeps vpmd away.
+ * Unless create, a missing pool file is an error rather than made from the size key.
+ */
+static int open_configured_pool(const char *config_file, const char *name, bool create,
+				struct pool **ret)
 {
+	struct pool_config pc_copy;
 	_cleanup_(config_freep) struct vpmd_config *c = NULL;
 	_cleanup_free_ char *errors = NULL;
 	const struct pool_config *pc;
@@ -626,7 +646,14 @@ static int open_configured_pool(const char *config_file, const char *name, struc
 	pc = config_find_pool(c, name);
 	if (!pc)
 		return log_error_errno(ENOENT, "No [pool %s] section in %s", name, config_file);
-	return pool_open(pc, ret);
+	pc_copy = *pc;
+	if (!create) {
+		if (access(pc->path, F_OK) < 0)
+			return log_error_errno(errno, "Pool '%s': cannot check '%s': %m", name,
+					       pc->path);
+		pc_copy.size = 0;
+	}
+	return pool_open(&pc_copy, ret);
 }
 
 int daemon_init_pool(const char *config_file, const char *name, uint64_t log_size, bool force)
@@ -638,7 +665,7 @@ int daemon_init_pool(const char *config_file, const char *name, uint64_t log_siz
 	char err[512];
 	int r;
 
-	r = open_configured_pool(config_file, name, &p);
+	r = open_configured_pool(config_file, name, true, &p);
 	if (r < 0)
 		return r;
 	r = pm_store_format(p, &o, err, sizeof(err));
@@ -660,7 +687,7 @@ int daemon_check_pool(const char *config_file, const char *name)
 	_cleanup_json_ struct json_object *o = NULL;
 	int r;
 
-	r = open_configured_pool(config_file, name, &p);
+	r = open_configured_pool(config_file, name, false, &p);
 	if (r < 0)
 		return r;
 	o = check_pool_json(p);
@@ -668,8 +695,11 @@ int daemon_check_pool(const char *config_file, const char *name)
 		return log_oom();
 	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
 								 JSON_C_TO_STRING_SPACED));
-	return streq(json_object_get_string(json_object_object_get(o, "state")), "damaged") ? -EUCLEAN
-											    : 0;
+	return streq(json_object_get_string(json_object_object_get(o, "state")), "ok") ||
+			       streq(json_object_get_string(json_object_object_get(o, "state")),
+				     "unformatted")
+		       ? 0
+		       : -EUCLEAN;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------ */

@@ -176,6 +176,14 @@ int main(int argc, char *argv[])
 		log_oom();
 		return 1;
 	}
+	if (init_pool && check_pool) {
+		fprintf(stderr, "vpmd: --init-pool and --check-pool are separate actions; give one\n");
+		return 2;
+	}
+	if ((force || log_size) && !init_pool) {
+		fprintf(stderr, "vpmd: --force and --log-size go with --init-pool\n");
+		return 2;
+	}
 	if (init_pool)
 		return daemon_init_pool(config_path, init_pool, log_size, force) < 0 ? 1 : 0;
 	if (check_pool)

@@ -177,6 +177,8 @@ static int compute_layout(struct pm_superblock *sb, uint64_t pool_size, uint64_t
 
 	if (log_size == 0)
 		log_size = MAX(PM_LOG_MIN_SIZE, pool_size / 8);
+	if (log_size < PM_LOG_MIN_SIZE)
+		return -EINVAL;
 	log_size = ALIGN_UP(log_size, PM_PAGE_SIZE);
 	if (log_size + fm_off + PM_PAGE_SIZE > pool_size)
 		return -ENOSPC;
@@ -226,10 +228,18 @@ int pm_store_format(struct pool *pool, const struct pm_format_options *opts, cha
 		return -ENOTEMPTY;
 	}
 	r = compute_layout(&sb, pool->size, opts->log_size);
+	if (r == -EINVAL) {
+		snprintf(errbuf, errlen, "a log of %" PRIu64 " bytes is too small; it needs at least "
+					 "%" PRIu64,
+			 opts->log_size, PM_LOG_MIN_SIZE);
+		return r;
+	}
 	if (r < 0) {
-		snprintf(errbuf, errlen, "pool '%s' (%" PRIu64 " bytes) is too small for a %" PRIu64
-					 "-byte log and at least one frame",
-			 pool->config.name, pool->size, opts->log_size);
+		snprintf(errbuf, errlen,
+			 "pool '%s' (%" PRIu64 " bytes) is too small for its metadata, a %" PRIu64
+			 "-byte log and at least one frame; give it more space or a smaller log",
+			 pool->config.name, pool->size,
+			 opts->log_size ? opts->log_size : MAX(PM_LOG_MIN_SIZE, pool->size / 8));
 		return r;
 	}
 	if (getrandom(sb.pool_uuid, sizeof(sb.pool_uuid), 0) != sizeof(sb.pool_uuid)) {
@@ -241,10 +251,14 @@ int pm_store_format(struct pool *pool, const struct pm_format_options *opts, cha
 	sb.created_usec = now_usec(CLOCK_REALTIME);
 	pm_superblock_seal(&sb);
 
-	/* Everything but the log is zeroed before the superblock makes the pool valid. */
+	/*
+	 * Everything but the log is zeroed before a superblock makes the pool valid; then both
+	 * slots get generation 1, so that one damaged copy leaves the other from the start.
+	 */
 	memset_fn(b, 0, 2 * PM_SB_SIZE, 0);
 	memset_fn(b + sb.devtab_offset, 0, sb.log_offset - sb.devtab_offset, 0);
 	memcpy_fn(b, &sb, sizeof(sb), 0);
+	memcpy_fn(b + PM_SB_SIZE, &sb, sizeof(sb), 0);
 	return 0;
 }
 
@@ -268,15 +282,16 @@ static int load_superblock(struct pm_store *s, struct pm_recovery *rep)
 				    s->pool->config.name, s->pool->config.name);
 			return -ENODATA;
 		}
-		if (sb_ptr(s, 0)->layout_version != PM_LAYOUT_VERSION &&
-		    memcmp(sb_ptr(s, 0)->magic, PM_SB_MAGIC, 8) == 0 &&
-		    strcmp(why[0], "unknown layout version") == 0) {
-			set_problem(rep, "pool '%s' has layout version %u; this vpmd reads version %u "
-					 "only: use a vpmd that matches the pool",
-				    s->pool->config.name, sb_ptr(s, 0)->layout_version,
-				    PM_LAYOUT_VERSION);
-			return -EPROTONOSUPPORT;
-		}
+		/* a later layout may lay out (and checksum) its superblock differently */
+		for (unsigned i = 0; i < 2; i++)
+			if (memcmp(sb_ptr(s, i)->magic, PM_SB_MAGIC, 8) == 0 &&
+			    sb_ptr(s, i)->layout_version > PM_LAYOUT_VERSION) {
+				set_problem(rep, "pool '%s' has layout version %u; this vpmd reads "
+						 "version %u only: use a vpmd that matches the pool",
+					    s->pool->config.name, sb_ptr(s, i)->layout_version,
+					    PM_LAYOUT_VERSION);
+				return -EPROTONOSUPPORT;
+			}
 		set_problem(rep, "pool '%s' has no valid superblock (A: %s; B: %s); it is damaged",
 			    s->pool->config.name, why[0], why[1]);
 		return -EUCLEAN;
@@ -284,7 +299,7 @@ static int load_superblock(struct pm_store *s, struct pm_recovery *rep)
 	s->sb_slot = (unsigned)best;
 	s->sb = *sb_ptr(s, s->sb_slot);
 	s->seed = pm_pool_seed(s->sb.pool_uuid);
-	rep->superblock = s->sb_slot;
+	rep->superblock = (int)s->sb_slot;
 	/* The other slot has a newer generation but is broken: a torn checkpoint, or damage. */
 	if (memcmp(sb_ptr(s, 1 - s->sb_slot)->magic, PM_SB_MAGIC, 8) == 0 &&
 	    why[1 - s->sb_slot] && sb_ptr(s, 1 - s->sb_slot)->generation > s->sb.generation)
@@ -311,13 +326,20 @@ static int open_image(struct pm_store *s, struct pm_device *d, bool create,
 		return -EINVAL;
 	}
 	if ((uint64_t)st.st_size < bytes) {
-		if (s->read_only || ftruncate(d->image_fd, (off_t)bytes) < 0) {
-			set_problem(rep, "device '%s': image '%s' is %" PRIu64 " bytes, smaller than "
-					 "the device's %" PRIu64,
-				    d->entry.name, d->entry.image_path, (uint64_t)st.st_size, bytes);
-			return -EINVAL;
+		if (s->read_only) {
+			/* recovery would extend it; a check reads what is there, zeros past it */
+			rep->short_images++;
+			bytes = (uint64_t)st.st_size / PM_PAGE_SIZE * PM_PAGE_SIZE;
+		} else if (ftruncate(d->image_fd, (off_t)bytes) < 0) {
+			set_problem(rep, "device '%s': cannot extend image '%s' to %" PRIu64
+					 " bytes: %s",
+				    d->entry.name, d->entry.image_path, bytes, strerror(errno));
+			return -errno;
 		}
 	}
+	d->image_size = bytes;
+	if (bytes == 0)
+		return 0;
 	/* blocks for the whole image at creation, so that writing it through the mapping cannot
 	 * fail for want of space (an image QEMU made is allocated already) */
 	if (create) {
@@ -337,13 +359,12 @@ static int open_image(struct pm_store *s, struct pm_device *d, bool create,
 			    d->entry.image_path, strerror(errno));
 		return -errno;
 	}
-	d->image_size = bytes;
 	return 0;
 }
 
 static void close_image(struct pm_device *d)
 {
-	if (d->image)
+	if (d->image && d->image_size)
 		munmap(d->image, d->image_size);
 	d->image = NULL;
 	d->image_fd = safe_close(d->image_fd);
@@ -376,7 +397,7 @@ static int load_devices(struct pm_store *s, struct pm_recovery *rep)
 				if (!(zero0 && zero1)) {
 					static const struct pm_device_entry none;
 
-					rep->discarded_records++;
+					rep->unfinished_devices++;
 					if (!s->read_only)
 						pm_write(s, "devtab", dev_slot_ptr(s, i, zero0), &none,
 							 sizeof(none));
@@ -868,6 +889,7 @@ static int recover(struct pm_store *s, struct pm_recovery *rep)
 {
 	struct scan sc;
 	const struct pm_record *first;
+	uint64_t freed;
 	int r;
 
 	/* A fallback superblock is only usable if the log has not moved past its tail. */
@@ -910,12 +932,15 @@ static int recover(struct pm_store *s, struct pm_recovery *rep)
 		s->head_lsn = sc.end_lsn;
 		return 0;
 	}
+	freed = s->stats.frames_freed;
 	r = apply_and_advance(s, &sc, sc.end_lsn);
 	free(sc.commits);
 	if (r < 0) {
 		set_problem(rep, "applying the log failed: %s", strerror(-r));
 		return r;
 	}
+	rep->frames_freed += s->stats.frames_freed - freed;
+	rep->frames_in_use = s->sb.n_frames - s->n_free;
 	s->head_lsn = sc.end_lsn;
 	return 0;
 }
@@ -928,6 +953,7 @@ int pm_store_open(struct pool *pool, bool read_only, struct pm_store **ret_store
 	int r;
 
 	memset(rep, 0, sizeof(*rep));
+	rep->superblock = -1;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -1084,7 +1110,10 @@ int pm_device_read_page(struct pm_store *s, unsigned device, uint64_t gfn, void 
 		memcpy(buf, frame_data(s, f), PM_PAGE_SIZE);
 		return 1;
 	}
-	memcpy(buf, d->image + gfn * PM_PAGE_SIZE, PM_PAGE_SIZE);
+	if ((gfn + 1) * PM_PAGE_SIZE > d->image_size)
+		memset(buf, 0, PM_PAGE_SIZE); /* past a short image (read-only check) */
+	else
+		memcpy(buf, d->image + gfn * PM_PAGE_SIZE, PM_PAGE_SIZE);
 	return 0;
 }
 
@@ -1561,7 +1590,8 @@ struct json_object *pm_recovery_to_json(const struct pm_recovery *rep)
 
 	if (!o)
 		return NULL;
-	r |= json_add(o, "superblock", json_object_new_string(rep->superblock ? "B" : "A"));
+	r |= json_add_string_or_null(o, "superblock",
+				     rep->superblock < 0 ? NULL : rep->superblock ? "B" : "A");
 	r |= json_add(o, "superblock_fallback", json_object_new_boolean(rep->superblock_fallback));
 	r |= json_add(o, "devices", json_object_new_int((int)rep->devices));
 	r |= json_add(o, "frames_in_use", json_object_new_uint64(rep->frames_in_use));
@@ -1572,6 +1602,8 @@ struct json_object *pm_recovery_to_json(const struct pm_recovery *rep)
 	r |= json_add(o, "discarded_bytes", json_object_new_uint64(rep->discarded_bytes));
 	r |= json_add(o, "torn_records", json_object_new_uint64(rep->torn_records));
 	r |= json_add(o, "frames_freed", json_object_new_uint64(rep->frames_freed));
+	r |= json_add(o, "unfinished_devices", json_object_new_int((int)rep->unfinished_devices));
+	r |= json_add(o, "short_images", json_object_new_int((int)rep->short_images));
 	r |= json_add(o, "usec", json_object_new_uint64(rep->usec));
 	r |= json_add_string_or_null(o, "problem", rep->problem[0] ? rep->problem : NULL);
 	return r ? NULL : TAKE_PTR(o);

@@ -48,7 +48,7 @@ struct pm_device_info {
 
 /* What recovery (or a check) found and did. */
 struct pm_recovery {
-	unsigned superblock;       /* slot in use: 0 = A, 1 = B */
+	int superblock;            /* slot in use: 0 = A, 1 = B; -1 when neither is valid */
 	bool superblock_fallback;  /* the other slot is newer but invalid */
 	unsigned devices;
 	uint64_t frames_in_use;
@@ -58,7 +58,9 @@ struct pm_recovery {
 	uint64_t discarded_records; /* uncommitted records dropped */
 	uint64_t discarded_bytes;
 	uint64_t torn_records;     /* invalid record where the log ends (a torn write) */
-	uint64_t frames_freed;     /* stale, duplicate or orphaned frames released */
+	uint64_t frames_freed;     /* stale, duplicate, orphaned or superseded frames released */
+	unsigned unfinished_devices; /* device creations a crash interrupted, cleared */
+	unsigned short_images;     /* images shorter than their device (a check only) */
 	uint64_t usec;
 	char problem[512];         /* why the pool was refused, if it was */
 };

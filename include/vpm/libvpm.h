@@ -72,7 +72,8 @@ uint64_t vpm_status_get_pool_size(const struct vpm_status *status);
 unsigned vpm_status_get_clients(const struct vpm_status *status);
 uint64_t vpm_status_get_requests(const struct vpm_status *status);
 unsigned vpm_status_get_reloads(const struct vpm_status *status);
-/* Time spent recovering pools at start, and committed log bytes replayed. */
+/* Time spent recovering the open pools (at start or when a reload added them), and the
+ * committed log bytes replayed. */
 uint64_t vpm_status_get_recovery_usec(const struct vpm_status *status);
 uint64_t vpm_status_get_recovery_replayed_bytes(const struct vpm_status *status);
 /* NULL when the last reload succeeded or none happened. */
@@ -114,7 +115,7 @@ bool vpm_pool_is_persistent(const struct vpm_pool *pool);
 int vpm_pool_get_numa_node(const struct vpm_pool *pool);
 /* True when the pool carries the VPM format (vpmd --init-pool); false while unformatted. */
 bool vpm_pool_is_formatted(const struct vpm_pool *pool);
-/* vPM devices kept in the pool, PM frames in use and free, redo log use (0 when unformatted). */
+/* vPM devices kept in the pool, PM frames in all and free, redo log (0 when unformatted). */
 unsigned vpm_pool_get_device_count(const struct vpm_pool *pool);
 uint64_t vpm_pool_get_frames(const struct vpm_pool *pool);
 uint64_t vpm_pool_get_frames_free(const struct vpm_pool *pool);
@@ -155,7 +156,11 @@ struct vpm_pool_check;
  */
 int vpm_pool_check(struct vpm_ctx *ctx, const char *pool, struct vpm_pool_check **ret_check);
 struct vpm_pool_check *vpm_pool_check_unref(struct vpm_pool_check *check);
-/* Number of pools found damaged; 0 when all are sound or unformatted. */
+/*
+ * Number of pools the check found wanting: "damaged", "unsupported" (a later layout) or
+ * "error" (could not be read); 0 when all are "ok" or "unformatted". The check is owned by
+ * the caller alone (no _ref); vpm_pool_check_unref() frees it.
+ */
 unsigned vpm_pool_check_get_damaged(const struct vpm_pool_check *check);
 const char *vpm_pool_check_get_json(const struct vpm_pool_check *check, bool pretty);
 

@@ -160,6 +160,14 @@ static void oracle_init(struct oracle *o)
 	}
 }
 
+static void oracle_free(struct oracle *o)
+{
+	for (unsigned d = 0; d < N_DEVICES; d++) {
+		free(o->data[d]);
+		free(o->version[d]);
+	}
+}
+
 static int open_pool_file(const char *path, struct pool **ret)
 {
 	char name[] = "stress";
@@ -349,6 +357,8 @@ static int cmd_run(int argc, char **argv)
 	close(fd);
 	pm_store_close(s);
 	pool_close(p);
+	oracle_free(&o);
+	free(st);
 	return 0;
 }
 
@@ -431,6 +441,8 @@ static int cmd_verify(int argc, char **argv)
 	       committed, done, started_next ? ", 1 in flight" : "", bad);
 	pm_store_close(s);
 	pool_close(p);
+	oracle_free(&o);
+	free(st);
 	return bad ? 1 : 0;
 }
 

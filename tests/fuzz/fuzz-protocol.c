@@ -33,7 +33,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(text);
 		vpm_request_done(&req);
 	}
-	if (vpm_reply_parse((const char *)data, size, &result, err, sizeof(err)) == 0)
+	int remote = 0;
+
+	if (vpm_reply_parse((const char *)data, size, &result, &remote, err, sizeof(err)) == 0 &&
+	    remote == 0)
 		json_object_put(result);
 	return 0;
 }

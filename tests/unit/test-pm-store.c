@@ -174,9 +174,17 @@ START_TEST(test_format_refusals)
 	ck_assert_int_eq(pm_store_format(p, &o, err, sizeof(err)), 0);
 	o.force = false;
 	ck_assert_int_eq(pm_store_format(p, &o, err, sizeof(err)), -EEXIST);
+	/* both superblocks from the start: one damaged copy leaves the other */
+	((uint8_t *)p->addr)[40] ^= 0xff;
+	ck_assert_int_eq(pm_store_open(p, true, &s, &rep), 0);
+	ck_assert_int_eq(rep.superblock, 1);
+	pm_store_close(s);
 	o.force = true;
 	o.log_size = POOL_SIZE;
 	ck_assert_int_eq(pm_store_format(p, &o, err, sizeof(err)), -ENOSPC);
+	o.log_size = 4096; /* below the minimum: refused before anything is written */
+	ck_assert_int_eq(pm_store_format(p, &o, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "too small"));
 	pool_close(p);
 }
 END_TEST
@@ -304,7 +312,7 @@ START_TEST(test_frames_invariant1)
 	memset(data, 0x2a, sizeof(data));
 	ck_assert_int_eq(pm_commit(s, d, 2, NULL, 0, &rg, 1), 0);
 	s = reopen(&p, s, &rep);
-	ck_assert_uint_eq(rep.frames_freed, 0);
+	ck_assert_uint_eq(rep.frames_freed, 1);
 	ck_assert_int_eq(pm_frame_lookup(s, d, 4, &f), -ENOENT); /* superseded, released */
 	ck_assert_uint_eq(byte_at(s, d, 4, 0), 0x2a);
 	ck_assert_uint_eq(byte_at(s, d, 4, 64), 0x10); /* the frame's base under the range */
@@ -389,6 +397,7 @@ START_TEST(test_corrupt_superblocks)
 	b->generation ^= 1;
 	ck_assert_int_eq(open_result(p, &rep), -EUCLEAN);
 	ck_assert_ptr_nonnull(strstr(rep.problem, "no valid superblock"));
+	ck_assert_int_eq(rep.superblock, -1);
 
 	/* a well-formed superblock of a future layout is refused with the versions named */
 	a->generation ^= 1;

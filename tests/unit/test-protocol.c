@@ -101,17 +101,29 @@ START_TEST(test_reply_roundtrip)
 	size_t len;
 
 	json_object_object_add(result, "answer", json_object_new_int(42));
+	int remote = 1;
+
 	reply = vpm_reply_new_result(result);
 	text = vpm_message_serialize(reply, &len);
-	ck_assert_int_eq(vpm_reply_parse(text, len, &got, err, sizeof(err)), 0);
+	ck_assert_int_eq(vpm_reply_parse(text, len, &got, &remote, err, sizeof(err)), 0);
+	ck_assert_int_eq(remote, 0);
 	ck_assert_int_eq(json_object_get_int(json_object_object_get(got, "answer")), 42);
 	free(text);
 
 	err_reply = vpm_reply_new_error(EACCES, "go away");
 	text = vpm_message_serialize(err_reply, &len);
 	ck_assert_ptr_nonnull(strstr(text, "\"name\":\"EACCES\""));
-	ck_assert_int_eq(vpm_reply_parse(text, len, &got, err, sizeof(err)), -EACCES);
+	ck_assert_int_eq(vpm_reply_parse(text, len, &got, &remote, err, sizeof(err)), 0);
+	ck_assert_int_eq(remote, -EACCES);
 	ck_assert_str_eq(err, "go away");
+	free(text);
+
+	/* vpmd reporting EBADMSG for a request is not a malformed reply */
+	json_object_put(err_reply);
+	err_reply = vpm_reply_new_error(EBADMSG, "your request was bad");
+	text = vpm_message_serialize(err_reply, &len);
+	ck_assert_int_eq(vpm_reply_parse(text, len, &got, &remote, err, sizeof(err)), 0);
+	ck_assert_int_eq(remote, -EBADMSG);
 	free(text);
 }
 END_TEST
@@ -121,16 +133,19 @@ START_TEST(test_reply_errors)
 	struct json_object *got = NULL;
 	char err[256];
 	const char *t;
+	int remote = 0;
 
 	t = "{\"protocol\":1}";
-	ck_assert_int_eq(vpm_reply_parse(t, strlen(t), &got, err, sizeof(err)), -EBADMSG);
+	ck_assert_int_eq(vpm_reply_parse(t, strlen(t), &got, &remote, err, sizeof(err)), -EBADMSG);
 	t = "{\"protocol\":3,\"result\":{}}";
-	ck_assert_int_eq(vpm_reply_parse(t, strlen(t), &got, err, sizeof(err)), -EPROTONOSUPPORT);
+	ck_assert_int_eq(vpm_reply_parse(t, strlen(t), &got, &remote, err, sizeof(err)),
+			 -EPROTONOSUPPORT);
 	t = "{\"protocol\":1,\"error\":{\"errno\":\"x\"}}";
-	ck_assert_int_eq(vpm_reply_parse(t, strlen(t), &got, err, sizeof(err)), -EBADMSG);
+	ck_assert_int_eq(vpm_reply_parse(t, strlen(t), &got, &remote, err, sizeof(err)), -EBADMSG);
 	/* An out-of-range errno from a confused server does not leak through. */
 	t = "{\"protocol\":1,\"error\":{\"errno\":-5,\"message\":\"m\"}}";
-	ck_assert_int_eq(vpm_reply_parse(t, strlen(t), &got, err, sizeof(err)), -EIO);
+	ck_assert_int_eq(vpm_reply_parse(t, strlen(t), &got, &remote, err, sizeof(err)), 0);
+	ck_assert_int_eq(remote, -EIO);
 	ck_assert_ptr_null(got);
 }
 END_TEST
