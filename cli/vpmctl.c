@@ -245,8 +245,10 @@ static int run_pool_check(const struct args *a, const char *pool)
 	damaged = vpm_pool_check_get_damaged(c);
 	vpm_pool_check_unref(c);
 	if (damaged) {
-		fprintf(stderr, "vpmctl: %u pool%s damaged; see \"problem\" above\n", damaged,
-			damaged == 1 ? " is" : "s are");
+		fprintf(stderr,
+			"vpmctl: %u pool%s not sound (damaged, of a later layout, or unreadable); "
+			"see \"state\" and \"problem\" above\n",
+			damaged, damaged == 1 ? " is" : "s are");
 		return EXIT_FAILED;
 	}
 	return EXIT_OK;

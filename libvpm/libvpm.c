@@ -226,7 +226,7 @@ static int recv_message(struct vpm_ctx *ctx, char **ret_buf, size_t *ret_len, ui
 		if (n < 0)
 			return -errno;
 		if (n == 0)
-			return len == 0 ? -ECONNRESET : -EBADMSG;
+			return -ECONNRESET; /* closed before or in the middle of the reply */
 		if (memchr(buf + len, '\0', (size_t)n)) {
 			len += (size_t)n;
 			/* One request in flight, so the NUL ends our reply and nothing follows. */
@@ -265,7 +265,6 @@ static int exchange_error(struct vpm_ctx *ctx, const char *method, int e)
 	case -EMSGSIZE:
 		return vpm_set_error(e, "reply to '%s' from vpmd exceeds %u bytes", method,
 				     VPM_REPLY_MAX);
-	case -EBADMSG:
 	case -ECONNRESET:
 	case -EPIPE:
 		return vpm_set_error(e, "vpmd at '%s' closed the connection without answering '%s'",

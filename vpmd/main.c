@@ -3,9 +3,12 @@
  * vpmd: the VPM daemon.
  *
  *   vpmd [--config FILE] [--foreground]
+ *   vpmd [--config FILE] --init-pool NAME [--force] [--log-size SIZE]
+ *   vpmd [--config FILE] --check-pool NAME
  *
  * Without --foreground vpmd detaches and the command returns once the daemon is ready (exit 0)
- * or has failed to start (its exit status), so init scripts see start-up errors.
+ * or has failed to start (its exit status), so init scripts see start-up errors. The pool
+ * actions run offline and exit: 0 done, 1 failed, 2 usage error.
  */
 #include <errno.h>
 #include <fcntl.h>
