@@ -63,15 +63,18 @@ const char *pm_superblock_check(const struct pm_superblock *sb, uint64_t pool_si
 		return "device table out of place";
 	if (sb->framemap_offset != sb->devtab_offset + sb->devtab_size)
 		return "frame map out of place";
+	/* every bound below is checked without overflow: the superblock may be hostile */
 	if (sb->n_frames > pool_size / PM_PAGE_SIZE ||
+	    sb->log_offset > pool_size || sb->log_size > pool_size - sb->log_offset ||
 	    sb->log_offset < sb->framemap_offset + sb->n_frames * sizeof(struct pm_frame_entry) ||
 	    sb->log_offset % PM_PAGE_SIZE || sb->log_size < PM_LOG_MIN_SIZE ||
-	    sb->log_size % PM_PAGE_SIZE || sb->log_size > pool_size)
+	    sb->log_size % PM_PAGE_SIZE)
 		return "log region out of place";
-	if (sb->frames_offset < sb->log_offset + sb->log_size || sb->frames_offset % PM_PAGE_SIZE)
+	if (sb->frames_offset > pool_size || sb->frames_offset < sb->log_offset + sb->log_size ||
+	    sb->frames_offset % PM_PAGE_SIZE)
 		return "frame region out of place";
 	end = sb->frames_offset + sb->n_frames * PM_PAGE_SIZE;
-	if (end > pool_size || end < sb->frames_offset)
+	if (sb->n_frames > (pool_size - sb->frames_offset) / PM_PAGE_SIZE || end > pool_size)
 		return "frames extend past the end of the pool";
 	if (sb->tail_lsn % PM_LOG_ALIGN)
 		return "checkpoint pointer misaligned";

@@ -50,6 +50,7 @@ struct pm_store {
 	pmem2_drain_fn drain_fn;
 	struct pm_hasher *hasher; /* for commits, under lock */
 	bool msync_mode; /* page granularity: copy plainly, persist each record once (msync) */
+	bool failed;     /* an image could not be made durable: no more commits or checkpoints */
 	struct pm_device dev[PM_MAX_DEVICES];
 	uint64_t *frame_used; /* bitmap */
 	uint64_t *frame_stale; /* bitmap: released by the running checkpoint once images are synced */
@@ -300,9 +301,11 @@ static int load_superblock(struct pm_store *s, struct pm_recovery *rep)
 	s->sb = *sb_ptr(s, s->sb_slot);
 	s->seed = pm_pool_seed(s->sb.pool_uuid);
 	rep->superblock = (int)s->sb_slot;
-	/* The other slot has a newer generation but is broken: a torn checkpoint, or damage. */
-	if (memcmp(sb_ptr(s, 1 - s->sb_slot)->magic, PM_SB_MAGIC, 8) == 0 &&
-	    why[1 - s->sb_slot] && sb_ptr(s, 1 - s->sb_slot)->generation > s->sb.generation)
+	/*
+	 * The other slot is broken (whatever part was hit): it may have been the newer one, from
+	 * a torn checkpoint or from damage. recover() checks that the log agrees with this one.
+	 */
+	if (why[1 - s->sb_slot] && has_data((const uint8_t *)sb_ptr(s, 1 - s->sb_slot), PM_SB_SIZE))
 		rep->superblock_fallback = true;
 	return 0;
 }
@@ -370,6 +373,8 @@ static void close_image(struct pm_device *d)
 	d->image_fd = safe_close(d->image_fd);
 }
 
+static int write_device_entry(struct pm_store *s, unsigned i, const struct pm_device_entry *e);
+
 static int load_devices(struct pm_store *s, struct pm_recovery *rep)
 {
 	for (unsigned i = 0; i < PM_MAX_DEVICES; i++) {
@@ -409,6 +414,13 @@ static int load_devices(struct pm_store *s, struct pm_recovery *rep)
 		}
 		d->slot = (unsigned)best;
 		d->entry = *dev_slot_ptr(s, i, d->slot);
+		/* a crash between the two writes of a creation: write the second copy now */
+		if (!s->read_only &&
+		    !has_data((const uint8_t *)dev_slot_ptr(s, i, 1 - d->slot), PM_DEV_SLOT_SIZE)) {
+			struct pm_device_entry e = d->entry;
+
+			write_device_entry(s, i, &e);
+		}
 		if (d->entry.state != PM_DEV_ACTIVE)
 			continue;
 		d->active = true;
@@ -546,13 +558,17 @@ static int scan_add_commit(struct scan *sc, const struct scan_commit *c)
 	return 0;
 }
 
-/* The longest record a commit writes: a full record of pages (ranges records are shorter). */
+/*
+ * The longest record a commit writes: a full record of pages, or one of ranges (whose data is
+ * bounded by the same page count, plus its entries); a pad is shorter than the record after it.
+ */
 static uint64_t max_record_length(struct pm_store *s)
 {
 	uint64_t n = MAX(UINT64_C(1), MIN(s->sb.log_size / 8 / PM_PAGE_SIZE,
 					  (uint64_t)MAX_PAGES_PER_RECORD));
 
-	return pm_pages_record_length((uint32_t)n);
+	return MAX(pm_pages_record_length((uint32_t)n),
+		   pm_ranges_record_length(MAX_RANGES_PER_RECORD, n * PM_PAGE_SIZE));
 }
 
 /*
@@ -646,6 +662,19 @@ static int log_scan(struct pm_store *s, uint64_t from, uint64_t limit, struct sc
 	}
 	sc->end_lsn = lsn;
 	return 0;
+}
+
+/* Anywhere in the ring, a valid record written after lsn end? */
+static bool record_newer_than(struct pm_store *s, uint64_t end)
+{
+	for (uint64_t off = 0; off < s->sb.log_size; off += PM_LOG_ALIGN) {
+		const struct pm_record *r = log_at(s, off);
+
+		if (r->magic == PM_REC_MAGIC && r->lsn > end && r->lsn % s->sb.log_size == off &&
+		    record_at(s, r->lsn))
+			return true;
+	}
+	return false;
 }
 
 /* ---- applying committed records -------------------------------------------------------- */
@@ -795,6 +824,17 @@ static void write_superblock(struct pm_store *s, uint64_t tail)
  * Apply the scanned commits, make the images durable, release the frames they superseded,
  * record each device's applied epoch, and only then move the log tail to new_tail.
  */
+/* A checkpoint that could not finish: nothing it decided about frames stands. */
+static int abort_checkpoint(struct pm_store *s, int r)
+{
+	memset(s->frame_stale, 0, (s->sb.n_frames + 63) / 64 * sizeof(uint64_t));
+	for (unsigned i = 0; i < PM_MAX_DEVICES; i++) {
+		s->dev[i].touched = false;
+		s->dev[i].applied_epoch_new = 0;
+	}
+	return r;
+}
+
 static int apply_and_advance(struct pm_store *s, const struct scan *sc, uint64_t new_tail)
 {
 	int r;
@@ -802,7 +842,7 @@ static int apply_and_advance(struct pm_store *s, const struct scan *sc, uint64_t
 	for (size_t i = 0; i < sc->n_commits; i++) {
 		r = apply_commit(s, &sc->commits[i]);
 		if (r < 0)
-			return r;
+			return abort_checkpoint(s, r);
 	}
 	for (unsigned i = 0; i < PM_MAX_DEVICES; i++) {
 		struct pm_device *d = &s->dev[i];
@@ -810,9 +850,18 @@ static int apply_and_advance(struct pm_store *s, const struct scan *sc, uint64_t
 		if (!d->touched)
 			continue;
 		crash_point_enter("image-sync", NULL, 0);
-		if (fdatasync(d->image_fd) < 0)
-			return log_error_errno(errno, "Device '%s': fdatasync of '%s' failed: %m",
-					       d->entry.name, d->entry.image_path);
+		if (fdatasync(d->image_fd) < 0) {
+			/*
+			 * After a failed fdatasync the kernel may have dropped the dirty pages and
+			 * a retry can "succeed" without them: only the log is trustworthy now. The
+			 * store refuses further work; the next start replays the log.
+			 */
+			s->failed = true;
+			r = log_error_errno(errno, "Device '%s': fdatasync of '%s' failed, the store "
+						   "stops until vpmd restarts and replays the log: %m",
+					    d->entry.name, d->entry.image_path);
+			return abort_checkpoint(s, r);
+		}
 	}
 	for (uint64_t f = 0; f < s->sb.n_frames; f++) {
 		if (!bit_test(s->frame_stale, f))
@@ -878,7 +927,7 @@ int pm_checkpoint(struct pm_store *s)
 	if (s->read_only)
 		return -EROFS;
 	pthread_mutex_lock(&s->lock);
-	r = checkpoint_locked(s);
+	r = s->failed ? -EIO : checkpoint_locked(s);
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }
@@ -888,21 +937,23 @@ int pm_checkpoint(struct pm_store *s)
 static int recover(struct pm_store *s, struct pm_recovery *rep)
 {
 	struct scan sc;
-	const struct pm_record *first;
 	uint64_t freed;
 	int r;
 
-	/* A fallback superblock is only usable if the log has not moved past its tail. */
-	first = log_record_at(s, s->sb.tail_lsn);
-	if (rep->superblock_fallback && first->magic == PM_REC_MAGIC &&
-	    !pm_record_check_header(first, s->sb.log_size, s->seed) && first->lsn > s->sb.tail_lsn) {
-		set_problem(rep, "the newer superblock is damaged and the log has moved past the "
-				 "older one's checkpoint; committed data may be lost");
-		return -EUCLEAN;
-	}
 	r = log_scan(s, s->sb.tail_lsn, 0, &sc, rep);
 	if (r < 0)
 		return r;
+	/*
+	 * With the other superblock broken, this one may be older than the log: if anything in
+	 * the ring is newer than where the scan from its checkpoint ended, the log has moved on
+	 * past it and replaying from here would silently drop commits.
+	 */
+	if (rep->superblock_fallback && record_newer_than(s, sc.end_lsn)) {
+		set_problem(rep, "the newer superblock is damaged and the log has moved past the "
+				 "older one's checkpoint; committed data would be lost");
+		free(sc.commits);
+		return -EUCLEAN;
+	}
 	if (committed_record_beyond(s, sc.end_lsn, s->sb.tail_lsn)) {
 		set_problem(rep, "log record at lsn %" PRIu64 " is damaged but later commits are "
 				 "valid; the log is corrupt, not torn",
@@ -1100,21 +1151,25 @@ int pm_device_read_page(struct pm_store *s, unsigned device, uint64_t gfn, void 
 {
 	struct pm_device *d;
 	uint64_t f;
+	int r = 0;
 
-	if (device >= PM_MAX_DEVICES || !s->dev[device].active)
+	if (device >= PM_MAX_DEVICES)
 		return -ENODEV;
+	pthread_mutex_lock(&s->lock); /* not while a checkpoint moves the page */
 	d = &s->dev[device];
-	if (gfn >= d->entry.size_pages)
-		return -ERANGE;
-	if (live_frame(s, d, gfn, &f)) {
+	if (!d->active)
+		r = -ENODEV;
+	else if (gfn >= d->entry.size_pages)
+		r = -ERANGE;
+	else if (live_frame(s, d, gfn, &f)) {
 		memcpy(buf, frame_data(s, f), PM_PAGE_SIZE);
-		return 1;
-	}
-	if ((gfn + 1) * PM_PAGE_SIZE > d->image_size)
+		r = 1;
+	} else if ((gfn + 1) * PM_PAGE_SIZE > d->image_size)
 		memset(buf, 0, PM_PAGE_SIZE); /* past a short image (read-only check) */
 	else
 		memcpy(buf, d->image + gfn * PM_PAGE_SIZE, PM_PAGE_SIZE);
-	return 0;
+	pthread_mutex_unlock(&s->lock);
+	return r;
 }
 
 /* ---- commits --------------------------------------------------------------------------- */
@@ -1176,12 +1231,25 @@ static int wait_for_space(struct pm_store *s, uint64_t total)
 static void write_piece(struct pm_store *s, struct pm_hasher *h, uint8_t *dst, const void *src,
 			size_t len)
 {
-	if (s->msync_mode)
+	/*
+	 * The checksum must cover exactly the bytes written, even if the source (a guest's page)
+	 * changes meanwhile; else a racing guest would make its record look damaged.
+	 */
+	if (s->msync_mode) {
 		memcpy(dst, src, len);
-	else
-		s->memcpy_fn(dst, src, len,
-			     PMEM2_F_MEM_NODRAIN | (len >= 256 ? PMEM2_F_MEM_NONTEMPORAL : 0));
-	pm_hasher_update(h, src, len);
+		pm_hasher_update(h, dst, len); /* page cache, still hot */
+		return;
+	}
+	for (size_t done = 0; done < len;) {
+		uint8_t stage[PM_PAGE_SIZE];
+		size_t n = MIN(len - done, sizeof(stage));
+
+		memcpy(stage, (const uint8_t *)src + done, n);
+		pm_hasher_update(h, stage, n);
+		s->memcpy_fn(dst + done, stage, n,
+			     PMEM2_F_MEM_NODRAIN | (n >= 256 ? PMEM2_F_MEM_NONTEMPORAL : 0));
+		done += n;
+	}
 }
 
 static void write_zeros(struct pm_store *s, struct pm_hasher *h, uint8_t *dst, size_t len)
@@ -1309,6 +1377,8 @@ static int check_commit_args(struct pm_store *s, unsigned dv, uint64_t epoch,
 
 	if (s->read_only)
 		return -EROFS;
+	if (s->failed)
+		return -EIO;
 	if (!d || !d->active)
 		return -ENODEV;
 	if (d->entry.mode == PM_MODE_NATIVE)
@@ -1417,6 +1487,7 @@ static int frame_alloc(struct pm_store *s, uint64_t *ret)
 
 		if (!bit_test(s->frame_used, f)) {
 			s->free_hint = f + 1;
+			bit_clear(s->frame_stale, f);
 			*ret = f;
 			return 0;
 		}
@@ -1465,34 +1536,18 @@ out:
 	return r;
 }
 
-int pm_frame_release(struct pm_store *s, unsigned dv, uint64_t gfn)
+int pm_frame_lookup(struct pm_store *s, unsigned dv, uint64_t gfn, uint64_t *ret_frame)
 {
 	struct pm_device *d = dv < PM_MAX_DEVICES ? &s->dev[dv] : NULL;
 	int r = 0;
 
-	if (s->read_only)
-		return -EROFS;
 	pthread_mutex_lock(&s->lock);
-	if (!d || !d->active || gfn >= d->entry.size_pages)
-		r = -ENODEV;
-	else if (!d->frame_of[gfn])
+	if (!d || !d->active || gfn >= d->entry.size_pages || !d->frame_of[gfn])
 		r = -ENOENT;
-	else {
-		frame_release_now(s, d->frame_of[gfn] - 1);
-		d->frame_of[gfn] = 0;
-	}
+	else
+		*ret_frame = d->frame_of[gfn] - 1;
 	pthread_mutex_unlock(&s->lock);
 	return r;
-}
-
-int pm_frame_lookup(struct pm_store *s, unsigned dv, uint64_t gfn, uint64_t *ret_frame)
-{
-	struct pm_device *d = dv < PM_MAX_DEVICES ? &s->dev[dv] : NULL;
-
-	if (!d || !d->active || gfn >= d->entry.size_pages || !d->frame_of[gfn])
-		return -ENOENT;
-	*ret_frame = d->frame_of[gfn] - 1;
-	return 0;
 }
 
 uint64_t pm_frames_free(struct pm_store *s)

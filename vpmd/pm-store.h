@@ -116,11 +116,14 @@ int pm_commit(struct pm_store *s, unsigned device, uint64_t epoch, const struct 
 /* Apply committed records to images (and release stale frames); advance the log tail. */
 int pm_checkpoint(struct pm_store *s);
 
-/* PM frames. demote copies a committed page version into a new frame and records it. */
+/*
+ * PM frames. demote copies a committed page version into a new frame and records it. There
+ * is no explicit release: once a newer version of the page (a page or a byte range) is
+ * committed, the checkpoint that applies it writes the page to the image and then frees the
+ * frame, so that nothing is freed before its successor is durable.
+ */
 int pm_frame_demote(struct pm_store *s, unsigned device, uint64_t gfn, uint64_t epoch,
 		    const void *data, uint64_t *ret_frame);
-/* Release the frame of a page whose newer version is committed. */
-int pm_frame_release(struct pm_store *s, unsigned device, uint64_t gfn);
 /* The frame holding the page, or -ENOENT. */
 int pm_frame_lookup(struct pm_store *s, unsigned device, uint64_t gfn, uint64_t *ret_frame);
 uint64_t pm_frames_free(struct pm_store *s);

@@ -2,8 +2,8 @@
 /*
  * vpm-pmstress: drives vpmd's persistent store (the same code vpmd runs) through a scripted,
  * seeded workload on three devices (two epoch-mode, one hint-mode): epoch commits of page
- * images and cacheline ranges, demotions of committed pages to PM frames, releases of frames
- * whose page has a newer committed version, and checkpoints. The workload is a pure function
+ * images and cacheline ranges over pages that may live on PM frames, demotions of committed
+ * pages to PM frames, and checkpoints (which release frames superseded by newer commits). The workload is a pure function
  * of the seed, so the expected content of every device after any prefix of commits (the
  * oracle) can be recomputed after a crash.
  *
@@ -331,9 +331,6 @@ static int cmd_run(int argc, char **argv)
 		}
 		progress(fd, 'D', j);
 		apply_step(&o, st);
-		/* a page with a newer committed version lets go of its PM frame */
-		for (size_t i = 0; i < st->n_pages; i++)
-			(void)pm_frame_release(s, dev[st->device], st->pages[i].gfn);
 		for (unsigned k = 0; k < st->n_demote; k++) {
 			unsigned d = st->demote_dev;
 			uint64_t g = st->demote_gfn[k], f;

@@ -334,11 +334,29 @@ START_TEST(test_frames_invariant1)
 	s = reopen(&p, s, &rep);
 	ck_assert_int_eq(pm_frame_lookup(s, d, 4, &f), 0);
 	ck_assert_uint_eq(byte_at(s, d, 4, 100), 0x30);
-	/* release after a newer commit */
+	/* a newer commit: the frame stays until the checkpoint that applies it frees it */
 	commit_page(s, d, 4, 4, 0x40);
-	ck_assert_int_eq(pm_frame_release(s, d, 4), 0);
+	ck_assert_int_eq(pm_frame_lookup(s, d, 4, &f), 0);
+	ck_assert_int_eq(pm_checkpoint(s), 0);
+	ck_assert_int_eq(pm_frame_lookup(s, d, 4, &f), -ENOENT);
+	ck_assert_uint_eq(byte_at(s, d, 4, 100), 0x40);
 	s = reopen(&p, s, &rep);
 	ck_assert_uint_eq(byte_at(s, d, 4, 100), 0x40);
+
+	/* a frame newer than the image, then a range-only commit: frame and range survive */
+	commit_page(s, d, 5, 4, 0x50);
+	page_of(buf, 0x50);
+	ck_assert_int_eq(pm_frame_demote(s, d, 4, 5, buf, &f), 0);
+	ck_assert_int_eq(pm_checkpoint(s), 0); /* the frame holds epoch 5: the image keeps 0x40 */
+	memset(data, 0x66, sizeof(data));
+	rg.offset = 128;
+	ck_assert_int_eq(pm_commit(s, d, 6, NULL, 0, &rg, 1), 0);
+	ck_assert_int_eq(pm_checkpoint(s), 0);
+	s = reopen(&p, s, &rep);
+	ck_assert_uint_eq(byte_at(s, d, 4, 0), 0x50);
+	ck_assert_uint_eq(byte_at(s, d, 4, 128), 0x66);
+	ck_assert_uint_eq(byte_at(s, d, 4, 300), 0x50);
+	ck_assert_int_eq(pm_frame_lookup(s, d, 4, &f), -ENOENT);
 	pm_store_close(s);
 	pool_close(p);
 }
@@ -519,6 +537,100 @@ START_TEST(test_corrupt_log)
 }
 END_TEST
 
+/* The superblock whose generation is highest, valid or not. */
+static struct pm_superblock *newest_sb(struct pool *p)
+{
+	struct pm_superblock *a = p->addr, *b = (void *)((uint8_t *)p->addr + PM_SB_SIZE);
+
+	return b->generation > a->generation ? b : a;
+}
+
+START_TEST(test_damage_after_long_range_record)
+{
+	/* a ranges record longer than any page record, damaged: later commits must be found */
+	struct pool *p = formatted_pool();
+	struct pm_recovery rep;
+	struct pm_store *s = open_store(p, false, &rep);
+	struct pm_device_info info = { .name = "h", .size_pages = 64, .mode = PM_MODE_HINT,
+				       .image_path = img_path };
+	static uint8_t data[256][512];
+	struct pm_range rg[256];
+	uint64_t tail = newest_sb(p)->tail_lsn;
+	unsigned d;
+
+	ck_assert_int_eq(pm_device_create(s, &info, &d), 0);
+	for (unsigned i = 0; i < 256; i++) {
+		memset(data[i], (int)i, 512);
+		rg[i] = (struct pm_range){ .gfn = i / 8, .offset = (i % 8) * 512, .length = 512,
+					   .data = data[i] };
+	}
+	ck_assert_int_eq(pm_commit(s, d, 1, NULL, 0, rg, 256), 0);
+	commit_page(s, d, 2, 40, 0x22);
+	pm_store_close(s);
+	*log_byte(p, tail + 64 + 5000) ^= 1;
+	ck_assert_int_eq(open_result(p, &rep), -EUCLEAN);
+	ck_assert_ptr_nonnull(strstr(rep.problem, "later commits are valid"));
+	pool_close(p);
+}
+END_TEST
+
+START_TEST(test_fallback_after_wrap)
+{
+	/* the newest superblock damaged after the log lapped the older one's checkpoint */
+	struct pool *p = formatted_pool();
+	struct pm_recovery rep;
+	struct pm_store *s = open_store(p, false, &rep);
+	unsigned d = make_device(s, "e", img_path, PM_MODE_EPOCH);
+	uint8_t line[64];
+	struct pm_range rg = { .gfn = 0, .offset = 0, .length = 64, .data = line };
+	uint64_t e = 0, t1, t2;
+
+	memset(line, 1, sizeof(line));
+	ck_assert_int_eq(pm_commit(s, d, ++e, NULL, 0, &rg, 1), 0);
+	ck_assert_int_eq(pm_checkpoint(s), 0);
+	t1 = newest_sb(p)->tail_lsn;
+	for (int i = 0; i < 120; i++) {
+		e++;
+		commit_page(s, d, e, 1 + (uint64_t)i % 8, (uint8_t)e);
+	}
+	ck_assert_int_eq(pm_checkpoint(s), 0);
+	t2 = newest_sb(p)->tail_lsn;
+	while (pm_log_used(s) + t2 < t1 + LOG_SIZE + 140000) {
+		e++;
+		commit_page(s, d, e, 10 + e % 4, (uint8_t)e);
+	}
+	pm_store_close(s);
+	newest_sb(p)->tail_lsn ^= 64;
+	ck_assert_int_eq(open_result(p, &rep), -EUCLEAN);
+	ck_assert(rep.superblock_fallback);
+	ck_assert_ptr_nonnull(strstr(rep.problem, "moved past"));
+	pool_close(p);
+}
+END_TEST
+
+START_TEST(test_hostile_superblock)
+{
+	/* checksum-valid, but its regions wrap around 2^64 or overlap: refused, no crash */
+	struct pool *p = formatted_pool();
+	struct pm_superblock *a = p->addr, saved = *a;
+
+	a->log_offset = 0 - a->log_size;
+	a->frames_offset = (a->framemap_offset + 4 * 4096 + 4095) / 4096 * 4096;
+	a->n_frames = 4;
+	pm_superblock_seal(a);
+	ck_assert_str_eq(pm_superblock_check(a, POOL_SIZE), "log region out of place");
+	*a = saved;
+	a->n_frames = UINT64_MAX / 4096;
+	pm_superblock_seal(a);
+	ck_assert_ptr_nonnull(pm_superblock_check(a, POOL_SIZE));
+	*a = saved;
+	a->frames_offset = UINT64_MAX - 4095;
+	pm_superblock_seal(a);
+	ck_assert_ptr_nonnull(pm_superblock_check(a, POOL_SIZE));
+	pool_close(p);
+}
+END_TEST
+
 START_TEST(test_check_is_read_only)
 {
 	unsigned d;
@@ -556,6 +668,9 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_corrupt_device_table);
 	tcase_add_test(tc, test_corrupt_frame_map);
 	tcase_add_test(tc, test_corrupt_log);
+	tcase_add_test(tc, test_damage_after_long_range_record);
+	tcase_add_test(tc, test_fallback_after_wrap);
+	tcase_add_test(tc, test_hostile_superblock);
 	tcase_add_test(tc, test_check_is_read_only);
 	suite_add_tcase(s, tc);
 	return s;
