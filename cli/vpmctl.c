@@ -146,12 +146,13 @@ static void print_pools(struct vpm_pool_list *l)
 	if (!vpm_pool_get_first(l))
 		printf("No pools configured: add a [pool NAME] section to vpmd.conf.\n");
 	else
-		printf("%-16s %-9s %10s  %-11s %-10s %-11s %7s %9s  %s\n", "POOL", "KIND", "SIZE",
-		       "GRANULARITY", "PERSISTENT", "FORMAT", "DEVICES", "FREE", "PATH");
+		printf("%-16s %-9s %10s  %-11s %-10s %-11s %7s %9s %5s  %s\n", "POOL", "KIND",
+		       "SIZE", "GRANULARITY", "PERSISTENT", "FORMAT", "DEVICES", "FREE", "LOG",
+		       "PATH");
 	vpm_pool_foreach(l, p)
 	{
 		bool persistent = vpm_pool_is_persistent(p), formatted = vpm_pool_is_formatted(p);
-		char devs[16] = "-", free_frames[32] = "-";
+		char devs[16] = "-", free_frames[32] = "-", log_use[16] = "-";
 
 		any_emulated |= !persistent;
 		any_unformatted |= !formatted;
@@ -159,12 +160,17 @@ static void print_pools(struct vpm_pool_list *l)
 			snprintf(devs, sizeof(devs), "%u", vpm_pool_get_device_count(p));
 			format_bytes(free_frames, sizeof(free_frames),
 				     vpm_pool_get_frames_free(p) * 4096);
+			/* how full the redo log is: near 100% commits wait for checkpoints */
+			snprintf(log_use, sizeof(log_use), "%u%%",
+				 (unsigned)(vpm_pool_get_log_used(p) * 100 /
+					    MAX(vpm_pool_get_log_size(p), (uint64_t)1)));
 		}
-		printf("%-16s %-9s %10s  %-11s %-10s %-11s %7s %9s  %s\n", vpm_pool_get_name(p),
+		printf("%-16s %-9s %10s  %-11s %-10s %-11s %7s %9s %5s  %s\n", vpm_pool_get_name(p),
 		       vpm_pool_kind_to_string(vpm_pool_get_kind(p)),
 		       format_bytes(b1, sizeof(b1), vpm_pool_get_size(p)),
 		       vpm_pool_get_store_granularity(p), persistent ? "yes" : "NO *",
-		       formatted ? "vpm" : "unformatted", devs, free_frames, vpm_pool_get_path(p));
+		       formatted ? "vpm" : "unformatted", devs, free_frames, log_use,
+		       vpm_pool_get_path(p));
 	}
 	if (any_emulated)
 		printf("* emulated PM: data survives a vpmd crash, but not a host crash or power "
