@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* The engine's per-VM page table and its DRAM frame pool. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "check-main.h"
+#include "dram-pool.h"
+#include "pagetable.h"
+
+START_TEST(test_pagetable_tiers)
+{
+	struct pagetable pt;
+
+	ck_assert_int_eq(pt_init(&pt, 0), -EINVAL);
+	ck_assert_int_eq(pt_init(&pt, 1000), 0);
+	/* the engine's promise: 8 bytes of DRAM per guest page */
+	ck_assert_uint_eq(pt_bytes(&pt), 8000);
+	ck_assert_uint_eq(pt.count[PT_TIER_NONE], 1000);
+	ck_assert_uint_eq(pt_frame(&pt, 5), PT_NO_FRAME);
+
+	pt_place(&pt, 5, PT_TIER_DRAM, 77, PT_WRITABLE | PT_DIRTY);
+	ck_assert_int_eq(pt_tier(&pt, 5), PT_TIER_DRAM);
+	ck_assert_uint_eq(pt_frame(&pt, 5), 77);
+	ck_assert(pt_test(&pt, 5, PT_WRITABLE));
+	ck_assert(pt_test(&pt, 5, PT_DIRTY));
+	pt_place(&pt, 6, PT_TIER_PM, UINT32_MAX - 1, PT_COMMITTED);
+	ck_assert_uint_eq(pt_frame(&pt, 6), UINT32_MAX - 1);
+	ck_assert_uint_eq(pt.count[PT_TIER_DRAM], 1);
+	ck_assert_uint_eq(pt.count[PT_TIER_PM], 1);
+	ck_assert_uint_eq(pt.count[PT_TIER_NONE], 998);
+
+	/* moving a page keeps the counts exact and drops stale flags */
+	pt_place(&pt, 5, PT_TIER_PM, 3, PT_COMMITTED);
+	ck_assert(!pt_test(&pt, 5, PT_WRITABLE));
+	ck_assert_uint_eq(pt.count[PT_TIER_DRAM], 0);
+	ck_assert_uint_eq(pt.count[PT_TIER_PM], 2);
+	pt_set_flags(&pt, 5, PT_WRITABLE, PT_COMMITTED);
+	ck_assert(pt_test(&pt, 5, PT_WRITABLE));
+	ck_assert(!pt_test(&pt, 5, PT_COMMITTED));
+	ck_assert_uint_eq(pt_frame(&pt, 5), 3);
+	pt_done(&pt);
+}
+END_TEST
+
+START_TEST(test_pagetable_history)
+{
+	struct pagetable pt;
+	uint64_t dirty[2] = { 0 }, accessed[2] = { 0 };
+
+	ck_assert_int_eq(pt_init(&pt, 100), 0);
+	pt_place(&pt, 70, PT_TIER_DRAM, 9, 0);
+	/* page 70 written in epoch 1, page 3 only read in epochs 1 and 2 */
+	dirty[1] = UINT64_C(1) << 6;
+	accessed[0] = 1 << 3;
+	pt_epoch_shift(&pt, dirty, accessed);
+	memset(dirty, 0, sizeof(dirty));
+	pt_epoch_shift(&pt, dirty, accessed);
+	ck_assert_uint_eq(pt_dirty_count(&pt, 70), 1);
+	ck_assert_uint_eq(pt_access_count(&pt, 70), 1); /* a write is an access */
+	ck_assert_uint_eq(pt_last_access(&pt, 70), 1);
+	ck_assert(pt_test(&pt, 70, PT_DIRTY));
+	ck_assert_uint_eq(pt_access_count(&pt, 3), 2);
+	ck_assert_uint_eq(pt_dirty_count(&pt, 3), 0);
+	ck_assert_uint_eq(pt_last_access(&pt, 3), 0);
+	ck_assert_uint_eq(pt_last_access(&pt, 50), PT_HISTORY_EPOCHS);
+	/* the history shifts out after 8 epochs; tier and frame are untouched by it */
+	for (int i = 0; i < 8; i++)
+		pt_epoch_shift(&pt, NULL, NULL);
+	ck_assert_uint_eq(pt_access_count(&pt, 3), 0);
+	ck_assert_uint_eq(pt_dirty_count(&pt, 70), 0);
+	ck_assert_uint_eq(pt_frame(&pt, 70), 9);
+	ck_assert_int_eq(pt_tier(&pt, 70), PT_TIER_DRAM);
+	pt_done(&pt);
+}
+END_TEST
+
+START_TEST(test_dram_pool)
+{
+	struct dram_pool d;
+	uint32_t f, frames[16];
+	void *other;
+
+	ck_assert_int_eq(dram_pool_init(&d, 100), -EINVAL);
+	ck_assert_int_eq(dram_pool_init(&d, 16 * DRAM_FRAME_SIZE + 100), 0);
+	ck_assert_uint_eq(d.n_frames, 16);
+	for (int i = 0; i < 16; i++)
+		ck_assert_int_eq(dram_frame_alloc(&d, &frames[i]), 0);
+	/* the budget is a hard limit */
+	ck_assert_int_eq(dram_frame_alloc(&d, &f), -ENOSPC);
+	for (int i = 0; i < 16; i++)
+		for (int j = 0; j < i; j++)
+			ck_assert_uint_ne(frames[i], frames[j]);
+	dram_frame_free(&d, frames[7]);
+	dram_frame_free(&d, frames[7]); /* twice: counted once */
+	ck_assert_uint_eq(d.n_free, 1);
+	ck_assert_int_eq(dram_frame_alloc(&d, &f), 0);
+	ck_assert_uint_eq(f, frames[7]);
+
+	/* another mapping of the fd (as a guest's backend has) sees the same frames */
+	memset(dram_frame_data(&d, 3), 0x5c, DRAM_FRAME_SIZE);
+	other = mmap(NULL, 16 * DRAM_FRAME_SIZE, PROT_READ, MAP_SHARED, d.fd, 0);
+	ck_assert_ptr_ne(other, MAP_FAILED);
+	ck_assert_uint_eq(((uint8_t *)other)[3 * DRAM_FRAME_SIZE + 100], 0x5c);
+	munmap(other, 16 * DRAM_FRAME_SIZE);
+	/* and nobody can shrink it under them */
+	ck_assert_int_eq(ftruncate(d.fd, 4096), -1);
+	dram_pool_done(&d);
+}
+END_TEST
+
+static Suite *tables_suite(void)
+{
+	Suite *s = suite_create("engine-tables");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, test_pagetable_tiers);
+	tcase_add_test(tc, test_pagetable_history);
+	tcase_add_test(tc, test_dram_pool);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+VPM_CHECK_MAIN(tables_suite)
