@@ -4,8 +4,9 @@
  * same process on the same pool (the machine is shared and noisy: compare ratios).
  *
  *  commit  - N MiB of 4 KiB page images committed in epochs of 64 pages, and the same bytes
- *            as 64-byte cacheline ranges in epochs of 1024 lines, vs. libpmem2 memcpy (non-
- *            temporal) + persist of the same bytes in the same chunks into the same pool.
+ *            as scattered 64-byte cacheline ranges (no two adjacent) in epochs of 1024 lines,
+ *            vs. libpmem2 memcpy (non-temporal) + persist of the same bytes in the same chunks
+ *            into the same pool.
  *  replay  - recovery of those committed epochs (scan, verify, apply to the image, sync) vs.
  *            a raw sequential read + copy of the same log bytes into a file like the image
  *            (same filesystem, allocated, mapped, untouched) + fdatasync.
@@ -129,9 +130,13 @@ static uint64_t commit_lines(struct ctx *c, struct pm_store *s, unsigned dev)
 
 	if (!lines)
 		exit(1);
-	for (uint64_t l = 0; l < n; l++)
-		lines[l] = (struct pm_range){ .gfn = l / 64, .offset = (uint32_t)(l % 64) * 64,
+	/* scattered lines (a permutation of all lines of the device): none adjacent in an epoch */
+	for (uint64_t l = 0; l < n; l++) {
+		uint64_t at = (l * UINT64_C(0x9e3779b97f4a7c15)) & (n - 1);
+
+		lines[l] = (struct pm_range){ .gfn = at / 64, .offset = (uint32_t)(at % 64) * 64,
 					      .length = 64, .data = c->src + l * 64 };
+	}
 	t0 = now_usec(CLOCK_MONOTONIC);
 	for (uint64_t l = 0; l < n; l += LINES_PER_EPOCH)
 		if (pm_commit(s, dev, ++epoch, NULL, 0, lines + l, LINES_PER_EPOCH) < 0)
@@ -186,15 +191,19 @@ static void replay(struct ctx *c, struct pool **p, struct pm_store *s, uint64_t 
 	pool_close(*p);
 	*p = open_pool(c);
 	sb = (*p)->addr;
-	sink = map_scratch(c, rep.replayed_bytes, &fd);
-	t0 = now_usec(CLOCK_MONOTONIC);
-	memcpy(sink, (uint8_t *)(*p)->addr + sb->log_offset, rep.replayed_bytes);
-	if (fdatasync(fd) < 0)
-		exit(1);
-	*ret_raw_usec = now_usec(CLOCK_MONOTONIC) - t0;
-	munmap(sink, rep.replayed_bytes);
-	close(fd);
-	unlink(c->scratch_path);
+	/* the raw side is noisy (page faults on a fresh file): its best of three counts */
+	*ret_raw_usec = UINT64_MAX;
+	for (int i = 0; i < 3; i++) {
+		sink = map_scratch(c, rep.replayed_bytes, &fd);
+		t0 = now_usec(CLOCK_MONOTONIC);
+		memcpy(sink, (uint8_t *)(*p)->addr + sb->log_offset, rep.replayed_bytes);
+		if (fdatasync(fd) < 0)
+			exit(1);
+		*ret_raw_usec = MIN(*ret_raw_usec, now_usec(CLOCK_MONOTONIC) - t0);
+		munmap(sink, rep.replayed_bytes);
+		close(fd);
+		unlink(c->scratch_path);
+	}
 	pool_close(*p);
 	*p = NULL;
 }
@@ -257,8 +266,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (c.bytes < (UINT64_C(4) << 20) || runs == 0) {
-		fprintf(stderr, "bench-store: -m must be at least 4 and -r at least 1\n");
+	if (c.bytes < (UINT64_C(4) << 20) || (c.bytes & (c.bytes - 1)) || runs == 0) {
+		fprintf(stderr, "bench-store: -m must be a power of two of at least 4, -r at least 1\n");
 		return 2;
 	}
 	snprintf(c.pool_path, sizeof(c.pool_path), "%s/vpm-bench-store.%d.pool", c.dir, (int)getpid());
