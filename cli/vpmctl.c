@@ -77,6 +77,22 @@ static int open_ctx(const struct args *a, struct vpm_ctx **ret)
 }
 
 
+static void print_json_string(const char *s, size_t len)
+{
+	putchar('"');
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
 /* ---- status ---- */
 
 static void print_status(const struct vpm_status *s)
@@ -277,21 +293,6 @@ static int cmd_recover(const struct args *a)
 
 /* ---- reload ---- */
 
-static void print_json_string(const char *s, size_t len)
-{
-	putchar('"');
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
 
 static int cmd_reload(const struct args *a)
 {
@@ -346,10 +347,13 @@ static int cmd_version(const struct args *a)
 	if (a->json) {
 		printf("{\n  \"vpmctl\": \"%s\",\n  \"libvpm\": \"%s\",\n", VPM_VERSION,
 		       vpm_version());
-		if (s)
-			printf("  \"vpmd\": \"%s\",\n  \"protocol\": %d\n}\n",
-			       vpm_status_get_version(s), vpm_status_get_protocol(s));
-		else
+		if (s && vpm_status_get_version(s)) {
+			const char *v = vpm_status_get_version(s);
+
+			printf("  \"vpmd\": ");
+			print_json_string(v, strlen(v));
+			printf(",\n  \"protocol\": %d\n}\n", vpm_status_get_protocol(s));
+		} else
 			printf("  \"vpmd\": null,\n  \"protocol\": null\n}\n");
 	} else {
 		printf("vpmctl %s (libvpm %s)\n", VPM_VERSION, vpm_version());

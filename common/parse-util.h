@@ -28,4 +28,12 @@ char *format_duration(char *buf, size_t len, uint64_t usec);
 
 uint64_t now_usec(int clock_id);
 
+/* True when s is valid UTF-8 (no overlongs, no surrogates). */
+bool utf8_valid(const char *s);
+/*
+ * Copy at most max bytes of untrusted text into buf for a message: bytes that are not
+ * printable ASCII become '?', so a message never carries invalid UTF-8 or control characters.
+ */
+char *sanitize_text(char *buf, size_t len, const char *s, size_t max);
+
 #endif

@@ -6,6 +6,7 @@
 
 #include "json-util.h"
 #include "macro.h"
+#include "parse-util.h"
 #include "protocol.h"
 
 static void set_err(char *errbuf, size_t errlen, const char *fmt, ...) _printf_(3, 4);
@@ -113,6 +114,11 @@ int vpm_request_parse(const char *buf, size_t len, struct vpm_request *ret_req, 
 	struct json_object *method = NULL, *params = NULL;
 	int r;
 
+	/* json-c cuts strings and keys at an escaped NUL: refuse rather than act on a prefix */
+	if (memmem(buf, len, "\\u0000", 6)) {
+		set_err(errbuf, errlen, "NUL characters (\\u0000) are not allowed in requests");
+		return -EINVAL;
+	}
 	r = parse_json_message(buf, len, &msg, errbuf, errlen);
 	if (r < 0)
 		return r;
@@ -129,7 +135,10 @@ int vpm_request_parse(const char *buf, size_t len, struct vpm_request *ret_req, 
 		else if (streq(key, "params"))
 			params = val;
 		else {
-			set_err(errbuf, errlen, "unknown request field \"%.64s\"", key);
+			char safe[65];
+
+			set_err(errbuf, errlen, "unknown request field \"%s\"",
+				sanitize_text(safe, sizeof(safe), key, 64));
 			return -EINVAL;
 		}
 	}

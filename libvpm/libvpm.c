@@ -107,6 +107,16 @@ _public_ int vpm_set_timeout(struct vpm_ctx *ctx, uint64_t timeout_usec)
 	return 0;
 }
 
+/* now + timeout, 0 for no timeout, saturating rather than wrapping */
+static uint64_t deadline_after(uint64_t timeout_usec)
+{
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+	if (!timeout_usec)
+		return 0;
+	return timeout_usec > UINT64_MAX - now ? UINT64_MAX : now + timeout_usec;
+}
+
 static void disconnect(struct vpm_ctx *ctx)
 {
 	ctx->fd = safe_close(ctx->fd);
@@ -137,14 +147,28 @@ _public_ int vpm_connect(struct vpm_ctx *ctx)
 		return vpm_set_error(EINVAL, "vpm_connect: ctx is NULL");
 	if (ctx->fd >= 0)
 		return 0;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return vpm_set_error(errno, "cannot create a socket: %s", strerror(errno));
 	strcpy(sa.sun_path, ctx->socket_path);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = errno;
+	/* a stalled vpmd with a full backlog answers EAGAIN: retry until the timeout */
+	for (uint64_t deadline = deadline_after(ctx->timeout_usec);;) {
+		int e;
 
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			break;
+		e = errno;
+		if ((e == EAGAIN || e == EINTR) &&
+		    (!deadline || now_usec(CLOCK_MONOTONIC) < deadline)) {
+			usleep(10000);
+			continue;
+		}
 		safe_close(fd);
+		if (e == EAGAIN)
+			return vpm_set_error(ETIMEDOUT,
+					     "vpmd at '%s' does not accept connections (its backlog "
+					     "is full); is it stuck?",
+					     ctx->socket_path);
 		return vpm_set_error(e, "cannot connect to vpmd at '%s': %s (%s)", ctx->socket_path,
 				     strerror(e), connect_hint(e));
 	}
@@ -204,12 +228,12 @@ static int recv_message(struct vpm_ctx *ctx, char **ret_buf, size_t *ret_len, ui
 	for (;;) {
 		ssize_t n;
 
+		if (len > VPM_REPLY_MAX)
+			return -EMSGSIZE;
 		if (alloc - len < 4096) {
 			char *p;
 
-			if (alloc >= VPM_REPLY_MAX + 4096)
-				return -EMSGSIZE;
-			alloc = alloc ? alloc * 2 : 16384;
+			alloc = alloc ? MIN(alloc * 2, (size_t)VPM_REPLY_MAX + 8192) : 16384;
 			p = realloc(buf, alloc);
 			if (!p)
 				return -ENOMEM;
@@ -242,8 +266,7 @@ static int recv_message(struct vpm_ctx *ctx, char **ret_buf, size_t *ret_len, ui
 static int exchange(struct vpm_ctx *ctx, const char *req, size_t req_len, char **ret_reply,
 		    size_t *ret_len)
 {
-	uint64_t deadline =
-		ctx->timeout_usec ? now_usec(CLOCK_MONOTONIC) + ctx->timeout_usec : 0;
+	uint64_t deadline = deadline_after(ctx->timeout_usec);
 	int r, rs;
 
 	/* vpmd answers refused connections before it closes them: read even if send failed. */

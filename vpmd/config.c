@@ -403,6 +403,10 @@ static int set_key(struct parse_state *s, const struct key_def *defs, size_t n, 
 			config_error(s, name, "empty value");
 			return 0;
 		}
+		if (!utf8_valid(value)) {
+			config_error(s, name, "value is not valid UTF-8; write it in UTF-8");
+			return 0;
+		}
 		return defs[i].parse(s, &defs[i], value, (char *)base + defs[i].offset);
 	}
 	config_error(s, name, "unknown key in this section; see vpmd.conf(5)");

@@ -284,11 +284,9 @@ static int client_on_io(sd_event_source *src, int fd, uint32_t revents, void *us
 
 	(void)src;
 	(void)fd;
-	if (revents & EPOLLIN) {
+	/* only whole requests and reply progress count as activity: a trickle of bytes does not */
+	if (revents & EPOLLIN)
 		r = client_read(c);
-		if (r >= 0)
-			r = client_reset_idle(c);
-	}
 	if (r >= 0 && (revents & EPOLLOUT) && c->out) {
 		r = client_write(c);
 		if (r >= 0)
@@ -301,7 +299,9 @@ static int client_on_io(sd_event_source *src, int fd, uint32_t revents, void *us
 		r = client_process_input(c);
 		if (r < 0 || (!c->out && c->in_len == before))
 			break;
-		if (c->out)
+		if (r >= 0)
+			r = client_reset_idle(c);
+		if (r >= 0 && c->out)
 			r = client_write(c);
 	}
 	if (r < 0) {
@@ -336,11 +336,25 @@ static int client_on_idle(sd_event_source *src, uint64_t usec, void *userdata)
 	return 0;
 }
 
+static unsigned clients_of(const struct control_server *s, uid_t uid)
+{
+	unsigned n = 0;
+
+	for (const struct client *c = s->clients; c; c = c->next)
+		n += c->peer.uid == uid;
+	return n;
+}
+
+/*
+ * Full for this peer? Root has CONTROL_ROOT_RESERVE slots beyond max_clients; any other user
+ * may hold at most a quarter of max_clients, so that one user cannot lock out the others.
+ */
 static bool server_full(const struct control_server *s, const struct ucred *cred)
 {
-	unsigned max = s->limits.max_clients + (cred->uid == 0 ? CONTROL_ROOT_RESERVE : 0);
-
-	return s->stats.clients >= max;
+	if (cred->uid == 0)
+		return s->stats.clients >= s->limits.max_clients + CONTROL_ROOT_RESERVE;
+	return s->stats.clients >= s->limits.max_clients ||
+	       clients_of(s, cred->uid) >= MAX(1u, s->limits.max_clients / 4);
 }
 
 static int client_add(struct control_server *s, int fd, const struct ucred *cred,
@@ -472,7 +486,7 @@ static int bind_socket_path(int fd, const char *path, mode_t mode, gid_t group)
 		return log_error_errno(errno, "Failed to bind control socket '%s': %m", path);
 	if (chmod(path, mode) < 0)
 		return log_error_errno(errno, "Failed to set mode of '%s': %m", path);
-	if (group != (gid_t)-1 && chown(path, 0, group) < 0)
+	if (group != (gid_t)-1 && chown(path, (uid_t)-1, group) < 0)
 		return log_error_errno(errno, "Failed to set group of '%s': %m", path);
 	return 0;
 }

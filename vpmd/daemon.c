@@ -72,12 +72,34 @@ static int lock_state_dir(const char *dir)
 static void resolve_read_group(const struct vpmd_config *c, struct control_limits *l)
 {
 	struct group grp, *res = NULL;
-	char buf[4096];
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 4096;
+	int r;
 
 	l->has_read_gid = false;
 	if (!c->socket_group || !*c->socket_group)
 		return;
-	if (getgrnam_r(c->socket_group, &grp, buf, sizeof(buf), &res) != 0 || !res) {
+	/* a group with many members needs a large buffer: grow it until the entry fits */
+	for (;;) {
+		char *nb = realloc(buf, len);
+
+		if (!nb) {
+			log_oom();
+			return;
+		}
+		buf = nb;
+		r = getgrnam_r(c->socket_group, &grp, buf, len, &res);
+		if (r != ERANGE || len >= (1u << 24))
+			break;
+		len *= 4;
+	}
+	if (r != 0) {
+		log_warning_errno(r, "Cannot look up group '%s' (socket_group), so only root may use "
+				     "vpmd for now: %m",
+				  c->socket_group);
+		return;
+	}
+	if (!res) {
 		log_warning("Group '%s' (socket_group) does not exist, so only root may use vpmd; "
 			    "create it with 'groupadd --system %s'",
 			    c->socket_group, c->socket_group);
@@ -107,6 +129,32 @@ static struct pool *find_open_pool(struct pool **pools, size_t n, const char *na
 		if (streq(pools[i]->config.name, name))
 			return pools[i];
 	return NULL;
+}
+
+/*
+ * A section renamed in the file but naming the same file or device (and kind and size) as an
+ * open pool whose old name is gone: keep that pool, under its new name.
+ */
+static int take_renamed_pool(const struct vpmd_config *c, struct pool **old, size_t n_old,
+			     const struct pool_config *pc, struct pool **ret)
+{
+	struct stat st;
+
+	*ret = NULL;
+	if (stat(pc->path, &st) < 0)
+		return 0;
+	for (size_t i = 0; i < n_old; i++) {
+		struct pool *p = old[i];
+		dev_t dev = S_ISCHR(st.st_mode) ? st.st_rdev : st.st_dev;
+		ino_t ino = S_ISCHR(st.st_mode) ? 0 : st.st_ino;
+
+		if (p->dev != dev || p->ino != ino || config_find_pool(c, p->config.name) ||
+		    p->config.kind != pc->kind || p->config.size != pc->size)
+			continue;
+		*ret = p; /* renamed by adopt_pool_names() once the whole reload succeeds */
+		return 0;
+	}
+	return 0;
 }
 
 static void close_pools(struct pool **pools, size_t n)
@@ -159,6 +207,11 @@ static int open_pools(const struct vpmd_config *c, struct pool **old, size_t n_o
 			break;
 		}
 		if (!p) {
+			r = take_renamed_pool(c, old, n_old, pc, &p);
+			if (r < 0)
+				break;
+		}
+		if (!p) {
 			r = pool_open(pc, &p);
 			if (r < 0) {
 				errbuf_printf(errbuf, errlen, "pool '%s' could not be opened: %s",
@@ -192,6 +245,21 @@ static int open_pools(const struct vpmd_config *c, struct pool **old, size_t n_o
 	free(fresh);
 	*ret_pools = pools;
 	return 0;
+}
+
+/* After a reload applied: pools kept under a new section name take that name and path. */
+static void adopt_pool_names(struct pool **pools, const struct vpmd_config *c)
+{
+	for (size_t i = 0; i < c->n_pools; i++) {
+		struct pool *p = pools[i];
+
+		if (streq(p->config.name, c->pools[i].name))
+			continue;
+		log_info("Pool '%s' is now called '%s'", p->config.name, c->pools[i].name);
+		if (free_and_strdup(&p->config.name, c->pools[i].name) < 0 ||
+		    free_and_strdup(&p->config.path, c->pools[i].path) < 0)
+			log_oom();
+	}
 }
 
 /* Close pools of the old set that the new set does not hold. */
@@ -376,8 +444,8 @@ static int method_reload(struct daemon *d, struct json_object *params, struct js
 			      error ? error : strerror(-r));
 		return r;
 	}
-	if (json_add(o, "reloaded", json_object_new_boolean(true)) < 0 ||
-	    json_add(o, "warnings", warnings) < 0)
+	if (json_add(o, "warnings", warnings) < 0 ||
+	    json_add(o, "reloaded", json_object_new_boolean(true)) < 0)
 		return -ENOMEM;
 	*ret = TAKE_PTR(o);
 	return 0;
@@ -440,7 +508,10 @@ static int method_pool_check(struct daemon *d, struct json_object *params,
 		return -EINVAL;
 	}
 	if (name && !find_pool(d, name)) {
-		errbuf_printf(errbuf, errlen, "no pool named '%.64s'; see 'vpmctl pools'", name);
+		char safe[65];
+
+		errbuf_printf(errbuf, errlen, "no pool named '%s'; see 'vpmctl pools'",
+			      sanitize_text(safe, sizeof(safe), name, 64));
 		return -ENOENT;
 	}
 	for (size_t i = 0; i < d->n_pools; i++)
@@ -482,6 +553,7 @@ int daemon_dispatch(void *userdata, const struct control_peer *peer, const char 
 		    size_t errlen)
 {
 	struct daemon *d = userdata;
+	char safe[65];
 
 	for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
 		const struct method *m = &methods[i];
@@ -501,14 +573,15 @@ int daemon_dispatch(void *userdata, const struct control_peer *peer, const char 
 			(void)val;
 			if (method_takes(m, key))
 				continue;
-			errbuf_printf(errbuf, errlen, "method '%s' takes no parameter '%.64s'",
-				      m->name, key);
+			errbuf_printf(errbuf, errlen, "method '%s' takes no parameter '%s'", m->name,
+				      sanitize_text(safe, sizeof(safe), key, 64));
 			return -EINVAL;
 		}
 		return m->fn(d, params, ret_result, errbuf, errlen);
 	}
-	errbuf_printf(errbuf, errlen, "unknown method '%.64s'; this vpmd %s speaks protocol %d",
-		      method, VPM_VERSION, VPM_PROTOCOL_VERSION);
+	errbuf_printf(errbuf, errlen, "unknown method '%s'; this vpmd %s speaks protocol %d",
+		      sanitize_text(safe, sizeof(safe), method, 64), VPM_VERSION,
+		      VPM_PROTOCOL_VERSION);
 	return -EOPNOTSUPP;
 }
 
@@ -539,6 +612,7 @@ static int keep_restart_settings(const struct vpmd_config *old, struct vpmd_conf
 	snprintf(nm, sizeof(nm), "%04o", (unsigned)new->socket_mode);
 	r |= warn_restart(warnings, "socket", old->socket_path, new->socket_path);
 	r |= warn_restart(warnings, "socket_mode", om, nm);
+	r |= warn_restart(warnings, "socket_group", old->socket_group, new->socket_group);
 	r |= warn_restart(warnings, "state_dir", old->state_dir, new->state_dir);
 	r |= warn_restart(warnings, "backend", backend_kind_to_string(old->backend),
 			  backend_kind_to_string(new->backend));
@@ -548,6 +622,7 @@ static int keep_restart_settings(const struct vpmd_config *old, struct vpmd_conf
 	new->socket_mode = old->socket_mode;
 	new->backend = old->backend;
 	if (free_and_strdup(&new->socket_path, old->socket_path) < 0 ||
+	    free_and_strdup(&new->socket_group, old->socket_group) < 0 ||
 	    free_and_strdup(&new->state_dir, old->state_dir) < 0 ||
 	    free_and_strdup(&new->libvirt_uri, old->libvirt_uri) < 0)
 		return -ENOMEM;
@@ -591,6 +666,7 @@ int daemon_reload(struct daemon *d, char **ret_error, struct json_object **ret_w
 
 	/* Nothing can fail from here on: apply. */
 	close_dropped_pools(d->pools, d->n_pools, pools, c->n_pools);
+	adopt_pool_names(pools, c);
 	d->pools = pools;
 	d->n_pools = c->n_pools;
 	log_set_max_level(c->log_level);

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "parse-util.h"
 #include "pm-hash.h"
 #include "pm-layout.h"
 
@@ -96,6 +97,8 @@ const char *pm_device_entry_check(const struct pm_device_entry *e, uint64_t pool
 		if (memchr(e->image_path, '\0', sizeof(e->image_path)) == NULL ||
 		    e->image_path[0] != '/')
 			return "image path not absolute or not terminated";
+		if (!utf8_valid(e->name) || !utf8_valid(e->image_path))
+			return "device name or image path not UTF-8";
 		if (e->size_pages == 0 || e->size_pages > PM_MAX_GFN + 1)
 			return "device size out of range";
 		if (e->mode < PM_MODE_NATIVE || e->mode > PM_MODE_HINT)

@@ -1083,6 +1083,7 @@ int pm_device_create(struct pm_store *s, const struct pm_device_info *info, unsi
 	if (s->read_only)
 		return -EROFS;
 	if (!info->name || !*info->name || strlen(info->name) >= PM_DEV_NAME_MAX ||
+	    !utf8_valid(info->name) || !info->image_path || !utf8_valid(info->image_path) ||
 	    !info->image_path || info->image_path[0] != '/' ||
 	    strlen(info->image_path) >= PM_DEV_PATH_MAX || info->size_pages == 0 ||
 	    info->size_pages > PM_MAX_GFN + 1 || info->mode < PM_MODE_NATIVE ||

@@ -78,7 +78,11 @@ uint64_t vpm_status_get_recovery_usec(const struct vpm_status *status);
 uint64_t vpm_status_get_recovery_replayed_bytes(const struct vpm_status *status);
 /* NULL when the last reload succeeded or none happened. */
 const char *vpm_status_get_last_reload_error(const struct vpm_status *status);
-/* The whole status as JSON text (pretty when pretty is true), as vpmd sent it. */
+/*
+ * The whole status as JSON text (pretty when pretty is true), as vpmd sent it. The text
+ * belongs to the object and stays valid until the next *_get_json() call on it or its unref;
+ * the same holds for every *_get_json() below.
+ */
 const char *vpm_status_get_json(const struct vpm_status *status, bool pretty);
 
 /* ---- pools and host PM ---- */

@@ -28,7 +28,7 @@ as_user() {
 		env LD_LIBRARY_PATH="$T/bin" "$T/bin/vpmctl" -s "$SOCK" "$@"
 }
 
-write_config "socket_group = nogroup"
+write_config "socket_group = nogroup" "max_clients = 8"
 start_vpmd
 
 # reader: primary group
@@ -43,10 +43,31 @@ expect_grep "needs root" "$T/stderr"
 # not a member: refused outright
 expect_rc 4 as_user "$OTHER_GID" "$OTHER_GID" status
 expect_grep "access to vpmd denied" "$T/stderr"
+# one user may hold at most a quarter of max_clients (8 here): the third connection is refused
+cat >"$T/hold.py" <<'PY'
+import json, socket, sys
+held = []
+for _ in range(2):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[1])
+    held.append(s)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.settimeout(5)
+try:
+    s.sendall(b'{"protocol":1,"method":"status"}\0')
+except OSError:
+    pass
+reply = json.loads(s.recv(65536).split(b"\0")[0])
+print(reply["error"]["name"])
+PY
+chmod a+r "$T/hold.py"
+[ "$(setpriv --reuid="$NOBODY" --regid="$READER_GID" --groups="$READER_GID" \
+	/usr/bin/python3 "$T/hold.py" "$SOCK")" = EBUSY ] || fail "per-user connection cap missing"
 # root may change state
 expect_rc 0 "$VPMCTL" -s "$SOCK" reload
 expect_rc 0 "$VPMCTL" -s "$SOCK" -j status
-jq_check '.clients.refused == 1 and .clients.errors == 1 and .reloads == 1' "$T/stdout"
+jq_check '.clients.refused == 2 and .clients.errors == 1 and .reloads == 1' "$T/stdout"
 stop_vpmd
 
 # The default socket mode 0660 with the socket's group set to socket_group: outsiders cannot

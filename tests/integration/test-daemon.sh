@@ -95,6 +95,15 @@ expect_rc 0 "$VPMCTL" -s "$SOCK" -j reload
 jq_check '.reloaded == true and (.warnings | length == 1)' "$T/stdout"
 expect_rc 0 "$VPMCTL" -s "$SOCK" -j status
 jq_check ".state_dir == \"$T/state\" and .last_reload_error == null" "$T/stdout"
+# Renaming a pool's section keeps the open pool under its new name.
+sed 's/^\[pool second\]/[pool renamed]/' "$T/good.conf" >"$CONF"
+expect_rc 0 "$VPMCTL" -s "$SOCK" reload
+expect_rc 0 "$VPMCTL" -s "$SOCK" -j pools
+jq_check '.pools | map(.name) == ["test", "renamed"]' "$T/stdout"
+cp "$CONF" "$T/good.conf"
+sed -i 's/^\[pool renamed\]/[pool second]/' "$T/good.conf"
+cp "$T/good.conf" "$CONF"
+expect_rc 0 "$VPMCTL" -s "$SOCK" reload
 # Removing a pool closes it.
 cp "$T/good.conf" "$CONF"
 sed -i '/^\[pool second\]/,$d' "$CONF"

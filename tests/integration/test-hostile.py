@@ -218,6 +218,22 @@ def check_idle_timeout(path):
             fail("idle connection closed after %.1f s, expected about 1 s" % dt)
 
 
+def check_trickle(path):
+    """A byte now and then is not activity: only whole requests keep a connection open."""
+    with connect(path) as s:
+        s.settimeout(10)
+        t0 = time.monotonic()
+        try:
+            for b in b'{"protocol":1,"method":"status"':
+                s.send(bytes([b]))
+                time.sleep(0.25)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        dt = time.monotonic() - t0
+        if dt > 6:
+            fail("a trickling client kept its connection for %.1f s" % dt)
+
+
 def check_never_reads(path):
     """A client that sends forever and never reads holds one reply, not an unbounded queue,
     and is dropped as idle once vpmd has had nothing to do with it for client_idle_timeout."""
@@ -271,6 +287,7 @@ def main():
         check_oversized(sock)
         check_flood(sock)
         check_idle_timeout(sock)
+        check_trickle(sock)
         sent = check_never_reads(sock)
         for _ in range(3):  # repeat the heavy ones: memory must not creep
             check_oversized(sock)

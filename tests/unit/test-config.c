@@ -126,6 +126,8 @@ START_TEST(test_errors_name_file_line_key)
 	EXPECT_ERRORS("[daemon]\nlog_level = chatty\n", "key 'log_level'");
 	EXPECT_ERRORS("[daemon]\nmax_request_size = 16M\n", "key 'max_request_size'",
 		      "out of range");
+	EXPECT_ERRORS("[daemon]\nlibvirt_uri = qemu:///syst\xe9m\n", "key 'libvirt_uri'",
+		      "not valid UTF-8");
 }
 END_TEST
 

@@ -90,6 +90,23 @@ START_TEST(test_format)
 }
 END_TEST
 
+START_TEST(test_utf8_and_sanitize)
+{
+	char buf[8];
+
+	ck_assert(utf8_valid("plain"));
+	ck_assert(utf8_valid("qemu:///syst\xc3\xa9m"));
+	ck_assert(utf8_valid("\xf0\x9f\x98\x80"));
+	ck_assert(!utf8_valid("syst\xe9m"));         /* Latin-1 */
+	ck_assert(!utf8_valid("\xc0\xaf"));          /* overlong */
+	ck_assert(!utf8_valid("\xed\xa0\x80"));      /* surrogate */
+	ck_assert(!utf8_valid("\xc3"));              /* cut short */
+	ck_assert_str_eq(sanitize_text(buf, sizeof(buf), "ab\xc3\xa9\ncd", 64), "ab???cd");
+	ck_assert_str_eq(sanitize_text(buf, sizeof(buf), "abcdefghij", 64), "abcdefg");
+	ck_assert_str_eq(sanitize_text(buf, sizeof(buf), "abcdefghij", 3), "abc");
+}
+END_TEST
+
 static Suite *parse_util_suite(void)
 {
 	Suite *s = suite_create("parse-util");
@@ -99,6 +116,7 @@ static Suite *parse_util_suite(void)
 	tcase_add_test(tc, test_parse_duration);
 	tcase_add_test(tc, test_parse_misc);
 	tcase_add_test(tc, test_format);
+	tcase_add_test(tc, test_utf8_and_sanitize);
 	suite_add_tcase(s, tc);
 	return s;
 }

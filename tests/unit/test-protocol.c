@@ -61,6 +61,8 @@ START_TEST(test_request_errors)
 		{ "{\"protocol\":1,\"method\":\"s\",\"params\":[]}", -EINVAL, "\"params\"" },
 		{ "{\"protocol\":1,\"method\":\"s\",\"extra\":1}", -EINVAL, "unknown request field" },
 		{ "{\"protocol\":1,\"method\":\"\xff\xfe\"}", -EBADMSG, "malformed" },
+		{ "{\"protocol\":1,\"method\":\"status\\u0000x\"}", -EINVAL, "NUL" },
+		{ "{\"protocol\":1,\"method\":\"s\",\"\xc3\xa9\":1}", -EINVAL, "field \"??\"" },
 	};
 	struct vpm_request req = {};
 	char err[256];
