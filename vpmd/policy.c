@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "macro.h"
+#include "random-util.h"
 #include "policy.h"
 
 static const char *const names[_POLICY_MAX] = {
@@ -32,15 +33,6 @@ uint64_t policy_dram_share(uint64_t n_pages, double ratio)
 		return 0;
 	pm = (uint64_t)ceil((double)n_pages / ratio);
 	return n_pages - MIN(pm, n_pages);
-}
-
-static uint64_t splitmix(uint64_t *x)
-{
-	uint64_t z = (*x += UINT64_C(0x9e3779b97f4a7c15));
-
-	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-	return z ^ (z >> 31);
 }
 
 static bool demotable(const struct pagetable *pt, uint64_t g)
@@ -74,7 +66,7 @@ static double score(struct policy *p, const struct pagetable *pt, uint64_t g)
 	case POLICY_ORACLE:
 		return p->weight ? p->weight(p->weight_data, g) : 0;
 	case POLICY_RANDOM:
-		return (double)(splitmix(&p->rng) >> 11);
+		return (double)(splitmix64(&p->rng) >> 11);
 	case POLICY_STATIC:
 	default:
 		return 0;

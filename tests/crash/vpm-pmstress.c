@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "random-util.h"
 #include "pm-store.h"
 #include "pool.h"
 
@@ -63,19 +64,10 @@ struct step {
 	uint64_t demote_gfn[2];
 };
 
-static uint64_t splitmix(uint64_t *x)
-{
-	uint64_t z = (*x += UINT64_C(0x9e3779b97f4a7c15));
-
-	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-	return z ^ (z >> 31);
-}
-
 static void fill(uint8_t *p, size_t len, uint64_t key)
 {
 	for (size_t i = 0; i < len; i += 8) {
-		uint64_t v = splitmix(&key);
+		uint64_t v = splitmix64(&key);
 
 		memcpy(p + i, &v, MIN((size_t)8, len - i));
 	}
@@ -88,46 +80,46 @@ static void make_step(uint64_t seed, uint64_t j, const struct oracle *o, struct 
 	uint8_t *b = st->buf;
 
 	memset(st, 0, offsetof(struct step, buf));
-	st->device = (unsigned)(splitmix(&x) % N_DEVICES);
+	st->device = (unsigned)(splitmix64(&x) % N_DEVICES);
 	st->epoch = o->epoch[st->device] + 1;
 	if (devices[st->device].mode == PM_MODE_HINT) {
-		st->n_ranges = 1 + splitmix(&x) % 6;
+		st->n_ranges = 1 + splitmix64(&x) % 6;
 		for (size_t i = 0; i < st->n_ranges; i++) {
 			struct pm_range *g = &st->ranges[i];
 
-			g->gfn = splitmix(&x) % devices[st->device].pages;
-			g->length = (uint32_t)(1 + splitmix(&x) % 8) * PM_CACHELINE;
-			g->offset = (uint32_t)(splitmix(&x) % ((PM_PAGE_SIZE - g->length) / PM_CACHELINE + 1)) *
+			g->gfn = splitmix64(&x) % devices[st->device].pages;
+			g->length = (uint32_t)(1 + splitmix64(&x) % 8) * PM_CACHELINE;
+			g->offset = (uint32_t)(splitmix64(&x) % ((PM_PAGE_SIZE - g->length) / PM_CACHELINE + 1)) *
 				    PM_CACHELINE;
-			fill(b, g->length, splitmix(&x));
+			fill(b, g->length, splitmix64(&x));
 			g->data = b;
 			b += g->length;
 		}
-		if (splitmix(&x) % 4 == 0)
+		if (splitmix64(&x) % 4 == 0)
 			st->n_pages = 1;
 	} else {
-		st->n_pages = 1 + splitmix(&x) % 12;
+		st->n_pages = 1 + splitmix64(&x) % 12;
 	}
 	for (size_t i = 0; i < st->n_pages; i++) {
 		uint64_t gfn;
 		bool dup;
 
 		do { /* distinct pages within one epoch */
-			gfn = splitmix(&x) % devices[st->device].pages;
+			gfn = splitmix64(&x) % devices[st->device].pages;
 			dup = false;
 			for (size_t k = 0; k < i; k++)
 				dup |= st->pages[k].gfn == gfn;
 		} while (dup);
 		st->pages[i].gfn = gfn;
-		fill(b, PM_PAGE_SIZE, splitmix(&x));
+		fill(b, PM_PAGE_SIZE, splitmix64(&x));
 		st->pages[i].data = b;
 		b += PM_PAGE_SIZE;
 	}
 	if (j % DEMOTE_EVERY == 0) {
 		st->n_demote = 2;
-		st->demote_dev = (unsigned)(splitmix(&x) % N_DEVICES);
-		st->demote_gfn[0] = splitmix(&x) % devices[st->demote_dev].pages;
-		st->demote_gfn[1] = splitmix(&x) % devices[st->demote_dev].pages;
+		st->demote_dev = (unsigned)(splitmix64(&x) % N_DEVICES);
+		st->demote_gfn[0] = splitmix64(&x) % devices[st->demote_dev].pages;
+		st->demote_gfn[1] = splitmix64(&x) % devices[st->demote_dev].pages;
 	}
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "macro.h"
+#include "random-util.h"
 #include "workload.h"
 
 #define PAGE       4096u
@@ -44,18 +45,9 @@ int workload_kind_from_string(const char *s)
 	return -EINVAL;
 }
 
-static uint64_t splitmix(uint64_t *x)
-{
-	uint64_t z = (*x += UINT64_C(0x9e3779b97f4a7c15));
-
-	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-	return z ^ (z >> 31);
-}
-
 static double uniform(uint64_t *x)
 {
-	return (double)(splitmix(x) >> 11) * 0x1.0p-53;
+	return (double)(splitmix64(x) >> 11) * 0x1.0p-53;
 }
 
 /* sum_{i=1..n} i^-theta: exact for the head, Euler-Maclaurin for the rest. */
@@ -94,7 +86,7 @@ static uint64_t scramble(const struct workload *w, uint64_t rank)
 {
 	uint64_t x = rank ^ w->p.seed;
 
-	return splitmix(&x) % w->n_keys;
+	return splitmix64(&x) % w->n_keys;
 }
 
 static int build_weights(struct workload *w)
@@ -194,13 +186,13 @@ static void next_kv(const struct workload *w, struct workload_cursor *c, struct 
 	uint32_t off = (uint32_t)(slot % KV_PER_PG) * KV_VALUE;
 
 	add(op, gfn, off, KV_VALUE, false, false);
-	if (splitmix(&c->rng) % 100 < w->p.write_pct)
+	if (splitmix64(&c->rng) % 100 < w->p.write_pct)
 		add(op, gfn, off, KV_VALUE, true, false);
 }
 
 static void next_log(struct workload_cursor *c, struct workload_op *op)
 {
-	uint32_t len = (uint32_t)(1 + splitmix(&c->rng) % 8) * LINE;
+	uint32_t len = (uint32_t)(1 + splitmix64(&c->rng) % 8) * LINE;
 	uint64_t page_end = (c->position / PAGE + 1) * PAGE;
 
 	if (c->position + len > page_end)
@@ -214,15 +206,15 @@ static void next_log(struct workload_cursor *c, struct workload_op *op)
 static void next_btree(const struct workload *w, struct workload_cursor *c, struct workload_op *op)
 {
 	uint64_t leaves = w->p.n_pages - 1 - w->n_internal;
-	uint64_t leaf = 1 + w->n_internal + splitmix(&c->rng) % leaves;
+	uint64_t leaf = 1 + w->n_internal + splitmix64(&c->rng) % leaves;
 	uint64_t parent = 1 + (leaf - 1 - w->n_internal) % w->n_internal;
-	uint32_t line = (uint32_t)(splitmix(&c->rng) % (PAGE / LINE)) * LINE;
+	uint32_t line = (uint32_t)(splitmix64(&c->rng) % (PAGE / LINE)) * LINE;
 
 	add(op, 0, (uint32_t)(leaf % (PAGE / LINE)) * LINE, LINE, false, false);
 	add(op, parent, line, LINE, false, false);
 	add(op, leaf, 0, LINE, false, false);
 	add(op, leaf, line & ~(2 * LINE - 1), 2 * LINE, true, false);
-	if (splitmix(&c->rng) % 32 == 0)
+	if (splitmix64(&c->rng) % 32 == 0)
 		add(op, parent, line, LINE, true, false);
 }
 
@@ -231,15 +223,15 @@ static void next_scan(const struct workload *w, struct workload_cursor *c, struc
 	uint64_t gfn;
 
 	if (c->remaining == 0) {
-		c->position = splitmix(&c->rng) % w->p.n_pages;
+		c->position = splitmix64(&c->rng) % w->p.n_pages;
 		c->remaining = SCAN_RUN;
 	}
 	gfn = c->position % w->p.n_pages;
 	c->position++;
 	c->remaining--;
 	add(op, gfn, 0, PAGE, false, false);
-	if (splitmix(&c->rng) % 50 == 0)
-		add(op, gfn, (uint32_t)(splitmix(&c->rng) % (PAGE / LINE)) * LINE, LINE, true,
+	if (splitmix64(&c->rng) % 50 == 0)
+		add(op, gfn, (uint32_t)(splitmix64(&c->rng) % (PAGE / LINE)) * LINE, LINE, true,
 		    false);
 }
 
