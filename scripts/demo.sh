@@ -37,7 +37,8 @@ CONF
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
-if "$VPMD" --config "$DEMO/vpmd.conf" --check-pool demo0 2>/dev/null | grep -q '"unformatted"'; then
+if [ ! -e "$DEMO/pool0.pm" ] ||
+	"$VPMD" --config "$DEMO/vpmd.conf" --check-pool demo0 2>/dev/null | grep -q '"unformatted"'; then
 	step "vpmd --config $DEMO/vpmd.conf --init-pool demo0 --force"
 	"$VPMD" --config "$DEMO/vpmd.conf" --init-pool demo0 --force
 fi
