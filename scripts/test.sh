@@ -6,13 +6,14 @@
 #   2. gcc with AddressSanitizer + UndefinedBehaviorSanitizer: the same suite but the slow
 #      crash tier (its code paths are covered there by the unit and corruption tests)
 #   3. clang with libFuzzer: each fuzzer for a bounded time (VPM_FUZZ_SECONDS, default 30)
-# Usage: scripts/test.sh [release|asan|fuzz ...]   (default: all three)
+#   4. the README's main-job command (scripts/demo.sh) end to end, twice: fresh and again
+# Usage: scripts/test.sh [release|asan|fuzz|demo ...]   (default: all four)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
 
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=(release asan fuzz)
+[ ${#variants[@]} -gt 0 ] || variants=(release asan fuzz demo)
 jobs=$(nproc)
 passed=0 failed=0 failed_names=()
 
@@ -48,8 +49,21 @@ for v in "${variants[@]}"; do
 	fuzz)
 		CC=clang CTEST_ARGS="-L fuzz" run_variant fuzz -DCMAKE_BUILD_TYPE=Debug -DVPM_FUZZ=ON \
 			-DVPM_FUZZ_SECONDS="${VPM_FUZZ_SECONDS:-30}" || failed_names+=(fuzz) ;;
+	demo)
+		echo "=== demo: scripts/demo.sh, on a fresh demo directory and again on the same one"
+		demo_dir=$(mktemp -d /tmp/vpm-demo-test.XXXXXX)
+		if VPM_DEMO_DIR=$demo_dir scripts/demo.sh >build/demo.log 2>&1 &&
+			VPM_DEMO_DIR=$demo_dir scripts/demo.sh >>build/demo.log 2>&1 &&
+			grep -q "vpmd stopped cleanly" build/demo.log; then
+			passed=$((passed + 1))
+		else
+			tail -n 30 build/demo.log
+			failed=$((failed + 1))
+			failed_names+=(demo)
+		fi
+		rm -rf "$demo_dir" ;;
 	*)
-		echo "unknown variant '$v' (release, asan, fuzz)" >&2
+		echo "unknown variant '$v' (release, asan, fuzz, demo)" >&2
 		exit 2 ;;
 	esac
 done
