@@ -185,6 +185,7 @@ static int open_store(const char *path, bool read_only, struct pool **ret_pool,
 			"pmstress: the pool was not recovered: %" PRIu64 " epochs to replay, %" PRIu64
 			" records to discard, %" PRIu64 " frames to free\n",
 			rep.committed_epochs, rep.discarded_records, rep.frames_freed);
+		*ret_store = pm_store_close(*ret_store);
 		return -EUCLEAN;
 	}
 	return r;
@@ -374,23 +375,16 @@ static int read_progress(const char *dir, uint64_t *ret_done, bool *ret_started_
 	return 0;
 }
 
-static int cmd_verify(int argc, char **argv)
+/* Compare the recovered devices with the oracle; 0 when they match. */
+static int verify_devices(uint64_t seed, struct pm_store *s, const char *dir, struct step *st)
 {
-	struct pool *p = NULL;
-	struct pm_store *s = NULL;
-	struct step *st = malloc(sizeof(*st));
 	struct oracle o;
 	unsigned dev[N_DEVICES];
-	uint64_t seed, committed, done = 0, bad = 0;
+	uint64_t committed, done = 0, bad = 0;
 	uint8_t page[PM_PAGE_SIZE];
 	bool started_next = false, prefix;
 
-	if (argc < 3 || !st)
-		return 2;
-	seed = strtoull(argv[2], NULL, 0);
-	if (open_store(argv[0], true, &p, &s) < 0)
-		return 1;
-	if (read_progress(argv[1], &done, &started_next) < 0)
+	if (read_progress(dir, &done, &started_next) < 0)
 		done = 0; /* died before its first commit */
 	for (unsigned d = 0; d < N_DEVICES; d++)
 		if (pm_device_find(s, devices[d].name, &dev[d]) < 0) {
@@ -405,34 +399,52 @@ static int cmd_verify(int argc, char **argv)
 	committed = replay_committed(seed, s, dev, &o, st, &prefix);
 	if (!prefix) {
 		fprintf(stderr, "pmstress: recovered epochs are not a prefix of the workload\n");
-		return 1;
-	}
-	if (committed != done && !(started_next && committed == done + 1)) {
+		bad = 1;
+	} else if (committed != done && !(started_next && committed == done + 1)) {
 		fprintf(stderr,
 			"pmstress: recovered %" PRIu64 " commits, but %" PRIu64
 			" had completed%s\n",
 			committed, done, started_next ? " (and one more was in flight)" : "");
+		bad = 1;
+	} else {
+		for (unsigned d = 0; d < N_DEVICES; d++)
+			for (uint64_t g = 0; g < devices[d].pages; g++)
+				if (pm_device_read_page(s, dev[d], g, page) < 0 ||
+				    memcmp(page, o.data[d] + g * PM_PAGE_SIZE, PM_PAGE_SIZE) != 0) {
+					if (bad++ < 5)
+						fprintf(stderr,
+							"pmstress: device %s page %" PRIu64
+							" differs from the oracle (version epoch %" PRIu64
+							")\n",
+							devices[d].name, g, o.version[d][g]);
+				}
+		printf("verify: %" PRIu64 " commits recovered (%" PRIu64 " completed%s), %" PRIu64
+		       " mismatching pages\n",
+		       committed, done, started_next ? ", 1 in flight" : "", bad);
+	}
+	oracle_free(&o);
+	return bad ? 1 : 0;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+	struct pool *p = NULL;
+	struct pm_store *s = NULL;
+	struct step *st;
+	int r;
+
+	if (argc < 3)
+		return 2;
+	if (open_store(argv[0], true, &p, &s) < 0) {
+		pool_close(p);
 		return 1;
 	}
-	for (unsigned d = 0; d < N_DEVICES; d++)
-		for (uint64_t g = 0; g < devices[d].pages; g++) {
-			if (pm_device_read_page(s, dev[d], g, page) < 0 ||
-			    memcmp(page, o.data[d] + g * PM_PAGE_SIZE, PM_PAGE_SIZE) != 0) {
-				if (bad++ < 5)
-					fprintf(stderr,
-						"pmstress: device %s page %" PRIu64
-						" differs from the oracle (version epoch %" PRIu64 ")\n",
-						devices[d].name, g, o.version[d][g]);
-			}
-		}
-	printf("verify: %" PRIu64 " commits recovered (%" PRIu64 " completed%s), %" PRIu64
-	       " mismatching pages\n",
-	       committed, done, started_next ? ", 1 in flight" : "", bad);
+	st = malloc(sizeof(*st));
+	r = st ? verify_devices(strtoull(argv[2], NULL, 0), s, argv[1], st) : 1;
+	free(st);
 	pm_store_close(s);
 	pool_close(p);
-	oracle_free(&o);
-	free(st);
-	return bad ? 1 : 0;
+	return r;
 }
 
 int main(int argc, char **argv)
