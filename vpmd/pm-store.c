@@ -20,7 +20,7 @@
 #include "pool.h"
 
 #define MAX_PAGES_PER_RECORD  256u
-#define MAX_RANGES_PER_RECORD 256u
+#define MAX_RANGES_PER_RECORD 1024u
 #define ALIGN_UP(x, a)        (((x) + (a) - 1) / (a) * (a))
 
 struct pm_device {
