@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <emmintrin.h>
 
 #include "crash-inject.h"
 #include "json-util.h"
@@ -1229,26 +1230,52 @@ static int wait_for_space(struct pm_store *s, uint64_t total)
  * (non-temporal stores) and one drain before the commit record orders them all; on msync-
  * persisted (emulated) pools the pieces are copied plainly and the record is persisted once.
  */
+/* Non-temporal copy for 16-byte aligned destinations: no read-for-ownership of the log. */
+static void nt_copy(uint8_t *dst, const uint8_t *src, size_t len)
+{
+	size_t i = 0;
+
+	if (((uintptr_t)dst & 15) == 0)
+		for (; i + 64 <= len; i += 64) {
+			__m128i a = _mm_loadu_si128((const __m128i *)(const void *)(src + i));
+			__m128i b = _mm_loadu_si128((const __m128i *)(const void *)(src + i + 16));
+			__m128i c = _mm_loadu_si128((const __m128i *)(const void *)(src + i + 32));
+			__m128i d = _mm_loadu_si128((const __m128i *)(const void *)(src + i + 48));
+
+			_mm_stream_si128((__m128i *)(void *)(dst + i), a);
+			_mm_stream_si128((__m128i *)(void *)(dst + i + 16), b);
+			_mm_stream_si128((__m128i *)(void *)(dst + i + 32), c);
+			_mm_stream_si128((__m128i *)(void *)(dst + i + 48), d);
+		}
+	memcpy(dst + i, src + i, len - i);
+}
+
+/* Copy staged bytes to the pool: libpmem2's flushing copy on PM, plain streaming stores
+ * where msync persists the record afterwards. */
+static void copy_out(struct pm_store *s, uint8_t *dst, const uint8_t *stage, size_t n)
+{
+	if (s->msync_mode)
+		nt_copy(dst, stage, n);
+	else
+		s->memcpy_fn(dst, stage, n,
+			     PMEM2_F_MEM_NODRAIN | (n >= 256 ? PMEM2_F_MEM_NONTEMPORAL : 0));
+}
+
 static void write_piece(struct pm_store *s, struct pm_hasher *h, uint8_t *dst, const void *src,
 			size_t len)
 {
 	/*
 	 * The checksum must cover exactly the bytes written, even if the source (a guest's page)
-	 * changes meanwhile; else a racing guest would make its record look damaged.
+	 * changes meanwhile; else a racing guest would make its record look damaged. So each
+	 * chunk is staged in DRAM (cache-hot), hashed there and written from there.
 	 */
-	if (s->msync_mode) {
-		memcpy(dst, src, len);
-		pm_hasher_update(h, dst, len); /* page cache, still hot */
-		return;
-	}
 	for (size_t done = 0; done < len;) {
-		uint8_t stage[PM_PAGE_SIZE];
+		uint8_t stage[PM_PAGE_SIZE] __attribute__((aligned(64)));
 		size_t n = MIN(len - done, sizeof(stage));
 
 		memcpy(stage, (const uint8_t *)src + done, n);
 		pm_hasher_update(h, stage, n);
-		s->memcpy_fn(dst + done, stage, n,
-			     PMEM2_F_MEM_NODRAIN | (n >= 256 ? PMEM2_F_MEM_NONTEMPORAL : 0));
+		copy_out(s, dst + done, stage, n);
 		done += n;
 	}
 }
@@ -1268,6 +1295,7 @@ static void seal_and_place_header(struct pm_store *s, struct pm_record *hdr, str
 	hdr->payload_checksum = pm_hasher_digest(h);
 	pm_record_seal(hdr, s->seed);
 	if (s->msync_mode) {
+		_mm_sfence(); /* the streamed payload is ordered before the header */
 		memcpy(dst, hdr, sizeof(*hdr));
 		s->persist_fn(dst, hdr->length);
 	} else {
@@ -1322,27 +1350,9 @@ static void write_ranges_record(struct pm_store *s, unsigned dv, uint64_t epoch,
 	write_piece(s, h, p, entries, ebytes);
 	write_zeros(s, h, p + ebytes, earea - ebytes);
 	p += earea;
-	if (s->msync_mode) {
-		/* the pool is page cache: copy in place, then hash the record while it is hot */
-		for (uint32_t i = 0; i < n; i++) {
-			/* single cachelines dominate hint commits: copy them inline */
-			if (ranges[i].length == PM_CACHELINE)
-				__builtin_memcpy(p, ranges[i].data, PM_CACHELINE);
-			else
-				memcpy(p, ranges[i].data, ranges[i].length);
-			p += ranges[i].length;
-		}
-		memset(p, 0, ALIGN_UP(data_bytes, PM_LOG_ALIGN) - data_bytes);
-		hdr.payload_checksum = pm_payload_checksum(dst + sizeof(hdr), hdr.length - sizeof(hdr),
-							   s->seed);
-		pm_record_seal(&hdr, s->seed);
-		memcpy(dst, &hdr, sizeof(hdr));
-		s->persist_fn(dst, hdr.length);
-		goto done;
-	}
 	/* gather small ranges: one copy to PM and one hash update per staging buffer */
 	for (uint32_t i = 0; i < n;) {
-		uint8_t stage[16384];
+		uint8_t stage[16384] __attribute__((aligned(64)));
 		size_t fill = 0;
 
 		if (ranges[i].length >= sizeof(stage) / 4) {
@@ -1352,16 +1362,20 @@ static void write_ranges_record(struct pm_store *s, unsigned dv, uint64_t epoch,
 			continue;
 		}
 		while (i < n && fill + ranges[i].length <= sizeof(stage)) {
-			memcpy(stage + fill, ranges[i].data, ranges[i].length);
+			/* single cachelines dominate hint commits: copy them inline */
+			if (ranges[i].length == PM_CACHELINE)
+				__builtin_memcpy(stage + fill, ranges[i].data, PM_CACHELINE);
+			else
+				memcpy(stage + fill, ranges[i].data, ranges[i].length);
 			fill += ranges[i].length;
 			i++;
 		}
-		write_piece(s, h, p, stage, fill);
+		pm_hasher_update(h, stage, fill);
+		copy_out(s, p, stage, fill);
 		p += fill;
 	}
 	write_zeros(s, h, p, ALIGN_UP(data_bytes, PM_LOG_ALIGN) - data_bytes);
 	seal_and_place_header(s, &hdr, h, dst);
-done:
 	crash_point_leave(dst, hdr.length, s->persist_fn);
 	s->head_lsn += hdr.length;
 	s->stats.log_bytes += hdr.length;
