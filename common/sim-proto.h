@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The simulated backend's channel between vpmd and a vpm-simguest process.
+ *
+ * Transport: an AF_UNIX SOCK_SEQPACKET connection, one struct sim_msg per message; file
+ * descriptors travel as SCM_RIGHTS with WELCOME (vpmd -> guest: EPT memfd, DRAM memfd, pool
+ * fd) and with a re-attaching HELLO (guest -> vpmd: the EPT and DRAM memfds it runs on).
+ *
+ * Shared state: the EPT memfd starts with struct sim_shared; the table of n_pages 8-byte
+ * entries follows at SIM_EPT_OFFSET. The guest reaches guest PM only through it: an entry
+ * names a DRAM frame (in the DRAM memfd) or a PM frame (in the pool, from pm_frames_offset),
+ * and whether it is present and writable. The guest sets ACCESSED and DIRTY as hardware would
+ * (atomic OR). A write to a non-writable or absent entry is a FAULT the guest reports and
+ * waits on. vpmd stops the vCPUs by setting pause (with the epoch it closes); each vCPU parks
+ * at its next operation boundary, or counts as parked while it waits on a fault.
+ */
+#ifndef VPM_COMMON_SIM_PROTO_H
+#define VPM_COMMON_SIM_PROTO_H
+
+#include <stdint.h>
+
+#define SIM_MAGIC         0x564d5053u /* "SPMV" */
+#define SIM_PROTO_VERSION 1u
+#define SIM_EPT_OFFSET    4096u
+#define SIM_NAME_MAX      64u
+
+#define SIM_EPT_FRAME_MASK ((UINT64_C(1) << 40) - 1)
+#define SIM_EPT_PM         (UINT64_C(1) << 59)
+#define SIM_EPT_ACCESSED   (UINT64_C(1) << 60)
+#define SIM_EPT_DIRTY      (UINT64_C(1) << 61)
+#define SIM_EPT_WRITABLE   (UINT64_C(1) << 62)
+#define SIM_EPT_PRESENT    (UINT64_C(1) << 63)
+
+struct sim_shared {
+	uint32_t magic;
+	uint32_t version;
+	uint64_t n_pages;
+	uint32_t n_vcpus;
+	uint32_t pause;  /* vpmd: 1 = stop at the next operation boundary */
+	uint32_t parked; /* guest: vCPUs stopped or waiting on a fault */
+	uint32_t stop;   /* vpmd or the guest itself: the workload ends */
+	uint64_t epoch;  /* vpmd: the epoch a pause closes */
+	uint64_t ops;    /* guest: operations done */
+	uint64_t modeled_ns; /* guest: modeled time, summed over vCPUs */
+	uint64_t writes;     /* guest: writes done (the history's sequence) */
+};
+
+enum sim_msg_type {
+	SIM_MSG_HELLO = 1,        /* guest: who it is (and, re-attaching, its fds) */
+	SIM_MSG_WELCOME = 2,      /* vpmd: the fds to run on */
+	SIM_MSG_FAULT = 3,        /* guest: vcpu needs gfn (present / writable) */
+	SIM_MSG_FAULT_DONE = 4,   /* vpmd: resolved (status < 0: the guest must stop) */
+	SIM_MSG_PERSIST = 5,      /* guest: make gfn [offset, offset + len) durable */
+	SIM_MSG_PERSIST_DONE = 6, /* vpmd: durable */
+	SIM_MSG_BYE = 7,          /* either: the guest stops */
+};
+
+struct sim_msg {
+	uint32_t type;
+	uint32_t vcpu;
+	uint64_t gfn;
+	uint32_t offset;
+	uint32_t len;
+	uint32_t write;
+	int32_t status;
+	/* HELLO */
+	char name[SIM_NAME_MAX];
+	uint64_t n_pages;
+	uint32_t n_vcpus;
+	uint32_t reattach;
+	/* WELCOME */
+	uint64_t ept_size;
+	uint64_t dram_size;
+	uint64_t pool_size;
+	uint64_t pm_frames_offset;
+};
+
+#endif
