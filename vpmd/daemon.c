@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "daemon.h"
+#include "engine.h"
 #include "hostpm.h"
 #include "json-util.h"
 #include "log.h"
@@ -530,6 +531,21 @@ struct method {
 	const char *const *params; /* the parameters it takes, NULL-terminated */
 };
 
+static int method_vms(struct daemon *d, struct json_object *params, struct json_object **ret,
+		      char *errbuf, size_t errlen)
+{
+	_cleanup_json_ struct json_object *o = json_object_new_object();
+
+	(void)params;
+	(void)errbuf;
+	(void)errlen;
+	if (!o || json_add(o, "vms", d->engine ? engine_vms_json(d->engine)
+					       : json_object_new_array()) < 0)
+		return -ENOMEM;
+	*ret = TAKE_PTR(o);
+	return 0;
+}
+
 static const char *const no_params[] = { NULL };
 static const char *const pool_param[] = { "pool", NULL };
 
@@ -537,6 +553,7 @@ static const struct method methods[] = {
 	{ "status", VPM_ACCESS_READ, method_status, no_params },
 	{ "pools", VPM_ACCESS_READ, method_pools, no_params },
 	{ "pool-check", VPM_ACCESS_READ, method_pool_check, pool_param },
+	{ "vms", VPM_ACCESS_READ, method_vms, no_params },
 	{ "reload", VPM_ACCESS_CHANGE, method_reload, no_params },
 };
 
@@ -662,6 +679,20 @@ int daemon_reload(struct daemon *d, char **ret_error, struct json_object **ret_w
 	if (r < 0) {
 		errors = strdup(errbuf);
 		goto done;
+	}
+	if (d->engine) {
+		bool kept = false;
+
+		for (size_t i = 0; i < c->n_pools; i++)
+			kept |= pools[i] == engine_pool(d->engine);
+		if (!kept) {
+			/* give back what open_pools opened, keep the old set */
+			close_dropped_pools(pools, c->n_pools, d->pools, d->n_pools);
+			r = -EBUSY;
+			errors = strdup("the pool that holds the running VMs' devices cannot be "
+					"removed by a reload");
+			goto done;
+		}
 	}
 
 	/* Nothing can fail from here on: apply. */
@@ -855,6 +886,18 @@ static int setup_control(struct daemon *d)
 	return 0;
 }
 
+/* The sim backend serves guests from the first formatted pool. */
+static int setup_engine(struct daemon *d)
+{
+	if (d->config->backend != BACKEND_SIM)
+		return 0;
+	for (size_t i = 0; i < d->n_pools; i++)
+		if (d->pools[i]->store)
+			return engine_new(d->event, d->config, d->pools[i], &d->engine);
+	log_notice("Sim backend idle: no formatted pool to keep guests' devices in");
+	return 0;
+}
+
 int daemon_new(const char *config_file, struct daemon **ret_daemon)
 {
 	_cleanup_(daemon_freep) struct daemon *d = NULL;
@@ -898,6 +941,9 @@ int daemon_new(const char *config_file, struct daemon **ret_daemon)
 	r = setup_control(d);
 	if (r < 0)
 		return r;
+	r = setup_engine(d);
+	if (r < 0)
+		return r;
 	*ret_daemon = TAKE_PTR(d);
 	return 0;
 }
@@ -920,6 +966,7 @@ struct daemon *daemon_free(struct daemon *d)
 {
 	if (!d)
 		return NULL;
+	engine_free(d->engine);
 	control_server_free(d->control);
 	if (d->bound_socket)
 		(void)unlink(d->bound_socket);

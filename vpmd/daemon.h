@@ -17,6 +17,7 @@ struct daemon {
 	struct pool **pools;
 	size_t n_pools;
 	struct control_server *control;
+	struct engine *engine; /* the sim backend, once a formatted pool is there */
 	int lock_fd;            /* flock on <state_dir>/vpmd.pid */
 	char *bound_socket;     /* path we bound and remove at exit; NULL when activated */
 	bool socket_activated;

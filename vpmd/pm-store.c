@@ -1584,6 +1584,11 @@ uint64_t pm_log_used(struct pm_store *s)
 	return s->head_lsn - s->sb.tail_lsn;
 }
 
+uint64_t pm_store_frames_offset(struct pm_store *s)
+{
+	return s->sb.frames_offset;
+}
+
 uint64_t pm_log_size(struct pm_store *s)
 {
 	return s->sb.log_size;

@@ -134,6 +134,8 @@ int pm_device_read_page(struct pm_store *s, unsigned device, uint64_t gfn, void 
 void pm_store_get_stats(struct pm_store *s, struct pm_stats *ret);
 uint64_t pm_log_used(struct pm_store *s);
 uint64_t pm_log_size(struct pm_store *s);
+/* Byte offset of PM frame 0 in the pool (frame f is at + f * PM_PAGE_SIZE). */
+uint64_t pm_store_frames_offset(struct pm_store *s);
 /* Whole-store description for replies: layout, devices, log and frame usage, stats. */
 struct json_object *pm_store_to_json(struct pm_store *s);
 struct json_object *pm_recovery_to_json(const struct pm_recovery *r);
