@@ -33,6 +33,7 @@ struct args {
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct vpm_ctx *, vpm_unref);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct vpm_status *, vpm_status_unref);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct vpm_pool_list *, vpm_pool_list_unref);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct vpm_vm_list *, vpm_vm_list_unref);
 
 /* Exit code for a failed request on a connection that was established (see open_ctx). */
 static int exit_code_for(int r)
@@ -248,6 +249,40 @@ static int cmd_pools(const struct args *a)
 	return EXIT_OK;
 }
 
+/* ---- list ---- */
+
+static int cmd_list(const struct args *a)
+{
+	_cleanup_(vpm_unrefp) struct vpm_ctx *ctx = NULL;
+	_cleanup_(vpm_vm_list_unrefp) struct vpm_vm_list *l = NULL;
+	struct vpm_vm *vm;
+	int r;
+
+	r = open_ctx(a, &ctx);
+	if (r != EXIT_OK)
+		return r;
+	r = vpm_vm_list_get(ctx, &l);
+	if (r < 0)
+		return fail(r);
+	if (a->json) {
+		printf("%s\n", vpm_vm_list_get_json(l, true));
+		return EXIT_OK;
+	}
+	if (!vpm_vm_get_first(l)) {
+		printf("No VMs attached.\n");
+		return EXIT_OK;
+	}
+	printf("%-20s %-6s %8s %5s %8s %8s %10s %10s %12s\n", "VM", "MODE", "PAGES", "VCPUS",
+	       "DRAM", "PM", "EPOCH", "EPOCHS", "OPS");
+	vpm_vm_foreach(l, vm)
+		printf("%-20s %-6s %8" PRIu64 " %5u %8" PRIu64 " %8" PRIu64 " %10" PRIu64
+		       " %10" PRIu64 " %12" PRIu64 "\n",
+		       vpm_vm_get_name(vm), vpm_vm_get_mode(vm), vpm_vm_get_pages(vm),
+		       vpm_vm_get_vcpus(vm), vpm_vm_get_dram_pages(vm), vpm_vm_get_pm_pages(vm),
+		       vpm_vm_get_epoch(vm), vpm_vm_get_epochs(vm), vpm_vm_get_ops(vm));
+	return EXIT_OK;
+}
+
 /* ---- pool check ---- */
 
 static int run_pool_check(const struct args *a, const char *pool)
@@ -380,6 +415,7 @@ struct command {
 
 static const struct command commands[] = {
 	{ "status", cmd_status, 0, "status", "show vpmd's state, configuration and clients" },
+	{ "list", cmd_list, 0, "list", "show the VMs vpmd serves: tiers, epochs, operations" },
 	{ "pools", cmd_pools, 0, "pools", "show PM pools and the host's NVDIMM regions" },
 	{ "pool-check", cmd_pool_check, 1, "pool-check [POOL]",
 	  "re-read a pool's structures and report damage (JSON)" },

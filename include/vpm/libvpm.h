@@ -168,6 +168,34 @@ struct vpm_pool_check *vpm_pool_check_unref(struct vpm_pool_check *check);
 unsigned vpm_pool_check_get_damaged(const struct vpm_pool_check *check);
 const char *vpm_pool_check_get_json(const struct vpm_pool_check *check, bool pretty);
 
+/* ---- VMs ---- */
+struct vpm_vm_list;
+struct vpm_vm;
+
+/* The VMs vpmd serves now (simulated guests while the sim backend runs). */
+int vpm_vm_list_get(struct vpm_ctx *ctx, struct vpm_vm_list **ret_list);
+struct vpm_vm_list *vpm_vm_list_ref(struct vpm_vm_list *list);
+struct vpm_vm_list *vpm_vm_list_unref(struct vpm_vm_list *list);
+const char *vpm_vm_list_get_json(const struct vpm_vm_list *list, bool pretty);
+struct vpm_vm *vpm_vm_get_first(struct vpm_vm_list *list);
+struct vpm_vm *vpm_vm_get_next(struct vpm_vm *vm);
+#define vpm_vm_foreach(list, vm)                                                                   \
+	for (vm = vpm_vm_get_first(list); vm != NULL; vm = vpm_vm_get_next(vm))
+
+const char *vpm_vm_get_name(const struct vpm_vm *vm);
+/* "native", "epoch" or "hint" */
+const char *vpm_vm_get_mode(const struct vpm_vm *vm);
+unsigned vpm_vm_get_vcpus(const struct vpm_vm *vm);
+/* Guest PM pages, and how many live in DRAM frames and on PM frames (the rest only in the
+ * device image, untouched). */
+uint64_t vpm_vm_get_pages(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_dram_pages(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_pm_pages(const struct vpm_vm *vm);
+/* The last committed epoch, epochs committed since the VM attached, guest operations done. */
+uint64_t vpm_vm_get_epoch(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_epochs(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_ops(const struct vpm_vm *vm);
+
 /* ---- control ---- */
 /*
  * Ask vpmd to re-read its configuration (root only). It applies all of it or nothing. If

@@ -20,16 +20,7 @@ SIMSOCK="$T/state/sim.sock"
 mkdir "$T/hist"
 
 vms() {
-	python3 - "$SOCK" <<'PY'
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-s.sendall(b'{"protocol":1,"method":"vms"}\0')
-buf = b""
-while b"\0" not in buf:
-    buf += s.recv(65536)
-print(json.dumps(json.loads(buf.split(b"\0")[0])["result"]))
-PY
+	"$VPMCTL" -s "$SOCK" -j list
 }
 
 pids=()
@@ -41,6 +32,8 @@ done
 sleep 1
 vms >"$T/vms.json"
 jq_check '.vms | length == 3' "$T/vms.json"
+expect_rc 0 "$VPMCTL" -s "$SOCK" list
+expect_grep "^kv1 *epoch *256 *2 " "$T/stdout"
 jq_check '[.vms[].epochs] | min > 3' "$T/vms.json"
 jq_check '[.vms[].page_table_bytes] | all(. == 256 * 8)' "$T/vms.json"
 for p in "${pids[@]}"; do
