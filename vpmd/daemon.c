@@ -703,6 +703,8 @@ int daemon_reload(struct daemon *d, char **ret_error, struct json_object **ret_w
 	log_set_max_level(c->log_level);
 	limits = limits_from_config(c);
 	control_server_set_limits(d->control, &limits);
+	if (d->engine)
+		engine_set_epoch_interval(d->engine, c->epoch_interval_usec);
 	config_free(d->config);
 	d->config = TAKE_PTR(c);
 	d->reloads++;

@@ -340,6 +340,18 @@ static int welcome(struct vm *vm, int pool_fd)
 	return sendmsg(vm->conn, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(m) ? 0 : -EPIPE;
 }
 
+/* A VM name also names its image file: letters, digits, '_', '-' and '.' (not first). */
+static bool valid_vm_name(const char *n)
+{
+	if (!n[0] || n[0] == '.')
+		return false;
+	for (const char *p = n; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.'))
+			return false;
+	return true;
+}
+
 static void refuse(int conn, int error)
 {
 	struct sim_msg m = { .type = SIM_MSG_WELCOME, .status = -abs(error) };
@@ -373,7 +385,7 @@ static int on_connect(sd_event_source *s, int fd, uint32_t revents, void *userda
 		return 0;
 	}
 	if (m.n_pages < 4 || m.n_pages > (UINT64_C(1) << 24) || m.n_vcpus == 0 ||
-	    m.n_vcpus > 64 || !m.name[0] || !utf8_valid(m.name)) {
+	    m.n_vcpus > 64 || !valid_vm_name(m.name)) {
 		refuse(conn, EINVAL);
 		return 0;
 	}
@@ -505,6 +517,11 @@ struct engine *engine_free(struct engine *en)
 	free(en->image_dir);
 	free(en);
 	return NULL;
+}
+
+void engine_set_epoch_interval(struct engine *en, uint64_t usec)
+{
+	en->epoch_usec = usec; /* each VM's timer picks it up when it next fires */
 }
 
 struct pool *engine_pool(struct engine *en)

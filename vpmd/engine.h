@@ -24,6 +24,7 @@ int engine_new(sd_event *event, const struct vpmd_config *c, struct pool *pool,
 	       struct engine **ret);
 struct engine *engine_free(struct engine *en);
 struct json_object *engine_vms_json(struct engine *en);
+void engine_set_epoch_interval(struct engine *en, uint64_t usec);
 /* The pool whose devices back the VMs. */
 struct pool *engine_pool(struct engine *en);
 
