@@ -18,6 +18,9 @@
 #define VPM_COMMON_SIM_PROTO_H
 
 #include <stdint.h>
+#include <string.h>
+
+#include "random-util.h"
 
 #define SIM_MAGIC         0x564d5053u /* "SPMV" */
 #define SIM_PROTO_VERSION 1u
@@ -74,5 +77,20 @@ struct sim_msg {
 	uint64_t pool_size;
 	uint64_t pm_frames_offset;
 };
+
+/*
+ * The bytes a simulated guest writes for its write number seq: what a checker replays from
+ * the guest's history must be exactly what the guest wrote. len is a multiple of 8.
+ */
+static inline void sim_write_pattern(uint8_t *p, uint32_t len, uint64_t seq, uint64_t seed)
+{
+	uint64_t x = seed ^ (seq * UINT64_C(0xd6e8feb86659fd93));
+
+	for (uint32_t i = 0; i < len; i += 8) {
+		uint64_t w = splitmix64(&x);
+
+		memcpy(p + i, &w, 8);
+	}
+}
 
 #endif

@@ -23,6 +23,8 @@ uint64_t vpm_json_u64(struct json_object *o, const char *key);
 int vpm_json_int(struct json_object *o, const char *key, int fallback);
 bool vpm_json_bool(struct json_object *o, const char *key);
 struct json_object *vpm_json_child(struct json_object *o, const char *key);
+/* The array under key in o and its length; NULL and 0 when o has no such array. */
+size_t vpm_json_array(struct json_object *o, const char *key, struct json_object **ret_array);
 const char *vpm_json_text(struct json_object *o, bool pretty);
 
 #endif

@@ -397,6 +397,18 @@ struct json_object *vpm_json_child(struct json_object *o, const char *key)
 	return o && json_object_object_get_ex(o, key, &v) ? v : NULL;
 }
 
+size_t vpm_json_array(struct json_object *o, const char *key, struct json_object **ret_array)
+{
+	struct json_object *a = vpm_json_child(o, key);
+
+	if (!a || !json_object_is_type(a, json_type_array)) {
+		*ret_array = NULL;
+		return 0;
+	}
+	*ret_array = a;
+	return json_object_array_length(a);
+}
+
 const char *vpm_json_text(struct json_object *o, bool pretty)
 {
 	int flags = JSON_C_TO_STRING_NOSLASHESCAPE;

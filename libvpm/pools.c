@@ -35,26 +35,13 @@ struct vpm_pool_list {
 	size_t n_regions;
 };
 
-/* The objects of array key in o, or an empty array when o lacks it. */
-static size_t array_len(struct json_object *o, const char *key, struct json_object **ret_array)
-{
-	struct json_object *a = vpm_json_child(o, key);
-
-	if (!a || !json_object_is_type(a, json_type_array)) {
-		*ret_array = NULL;
-		return 0;
-	}
-	*ret_array = a;
-	return json_object_array_length(a);
-}
-
 static int build_region(struct vpm_pool_list *l, size_t i, struct json_object *json)
 {
 	struct vpm_region *rg = &l->regions[i];
 	struct json_object *nss;
 
 	*rg = (struct vpm_region){ .list = l, .index = i, .json = json };
-	rg->n_namespaces = array_len(json, "namespaces", &nss);
+	rg->n_namespaces = vpm_json_array(json, "namespaces", &nss);
 	if (rg->n_namespaces == 0)
 		return 0;
 	rg->namespaces = calloc(rg->n_namespaces, sizeof(*rg->namespaces));
@@ -71,7 +58,7 @@ static int build_list(struct vpm_pool_list *l)
 {
 	struct json_object *pools, *regions;
 
-	l->n_pools = array_len(l->json, "pools", &pools);
+	l->n_pools = vpm_json_array(l->json, "pools", &pools);
 	if (l->n_pools) {
 		l->pools = calloc(l->n_pools, sizeof(*l->pools));
 		if (!l->pools)
@@ -82,7 +69,7 @@ static int build_list(struct vpm_pool_list *l)
 			.list = l, .index = i, .json = json_object_array_get_idx(pools, i)
 		};
 
-	l->n_regions = array_len(vpm_json_child(l->json, "host"), "regions", &regions);
+	l->n_regions = vpm_json_array(vpm_json_child(l->json, "host"), "regions", &regions);
 	if (l->n_regions) {
 		l->regions = calloc(l->n_regions, sizeof(*l->regions));
 		if (!l->regions)
@@ -302,7 +289,7 @@ _public_ unsigned vpm_pool_check_get_damaged(const struct vpm_pool_check *c)
 {
 	struct json_object *pools;
 	unsigned n = 0;
-	size_t len = c ? array_len(c->json, "pools", &pools) : 0;
+	size_t len = c ? vpm_json_array(c->json, "pools", &pools) : 0;
 
 	for (size_t i = 0; i < len; i++) {
 		const char *st = vpm_json_str(json_object_array_get_idx(pools, i), "state");

@@ -35,8 +35,7 @@ _public_ int vpm_vm_list_get(struct vpm_ctx *ctx, struct vpm_vm_list **ret_list)
 		return vpm_set_error(ENOMEM, "out of memory");
 	l->refcount = 1;
 	l->json = TAKE_PTR(result);
-	a = vpm_json_child(l->json, "vms");
-	l->n = a && json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0;
+	l->n = vpm_json_array(l->json, "vms", &a);
 	if (l->n) {
 		l->vms = calloc(l->n, sizeof(*l->vms));
 		if (!l->vms) {

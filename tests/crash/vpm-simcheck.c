@@ -21,6 +21,7 @@
 #include "pm-store.h"
 #include "pool.h"
 #include "random-util.h"
+#include "sim-proto.h"
 
 struct rec {
 	uint64_t seq, gfn;
@@ -32,18 +33,6 @@ static int by_seq(const void *a, const void *b)
 	const struct rec *x = a, *y = b;
 
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-/* The same pattern vpm-simguest writes for write number seq. */
-static void fill(uint8_t *p, uint32_t len, uint64_t seq, uint64_t seed)
-{
-	uint64_t x = seed ^ (seq * UINT64_C(0xd6e8feb86659fd93));
-
-	for (uint32_t i = 0; i < len; i += 8) {
-		uint64_t w = splitmix64(&x);
-
-		memcpy(p + i, &w, 8);
-	}
 }
 
 /*
@@ -116,7 +105,7 @@ static int check(const struct rec *h, size_t n, const uint8_t *dev, uint8_t *img
 		if (g >= pages || h[i].offset + h[i].len > PM_PAGE_SIZE)
 			return 1;
 		before = memcmp(dev + g * PM_PAGE_SIZE, img + g * PM_PAGE_SIZE, PM_PAGE_SIZE) != 0;
-		fill(img + g * PM_PAGE_SIZE + h[i].offset, h[i].len, h[i].seq, seed);
+		sim_write_pattern(img + g * PM_PAGE_SIZE + h[i].offset, h[i].len, h[i].seq, seed);
 		after = memcmp(dev + g * PM_PAGE_SIZE, img + g * PM_PAGE_SIZE, PM_PAGE_SIZE) != 0;
 		mismatched += after - before;
 		if (prefix && mismatched == 0) {

@@ -391,13 +391,29 @@ static int open_result(struct pool *p, struct pm_recovery *rep)
 	return r;
 }
 
+/* The superblock whose generation is highest, valid or not. */
+static struct pm_superblock *newest_sb(struct pool *p)
+{
+	struct pm_superblock *a = p->addr, *b = (void *)((uint8_t *)p->addr + PM_SB_SIZE);
+
+	return b->generation > a->generation ? b : a;
+}
+
+/* The byte in the pool of the log record at lsn. */
+static uint8_t *log_byte(struct pool *p, uint64_t lsn)
+{
+	struct pm_superblock *sb = newest_sb(p);
+
+	return (uint8_t *)p->addr + sb->log_offset + lsn % sb->log_size;
+}
+
 START_TEST(test_corrupt_superblocks)
 {
 	unsigned d;
 	uint64_t f;
 	struct pool *p = busy_pool(&d, &f);
 	struct pm_superblock *a = p->addr, *b = (void *)((uint8_t *)p->addr + PM_SB_SIZE);
-	struct pm_superblock *newer = b->generation > a->generation ? b : a;
+	struct pm_superblock *newer = newest_sb(p);
 	struct pm_recovery rep;
 	struct pm_store *s;
 
@@ -473,22 +489,6 @@ START_TEST(test_corrupt_frame_map)
 }
 END_TEST
 
-/* The byte offset in the pool of the log record at lsn. */
-static uint8_t *log_byte(struct pool *p, uint64_t lsn)
-{
-	struct pm_superblock *a = p->addr, *b = (void *)((uint8_t *)p->addr + PM_SB_SIZE);
-	struct pm_superblock *sb = b->generation > a->generation ? b : a;
-
-	return (uint8_t *)p->addr + sb->log_offset + lsn % sb->log_size;
-}
-
-static uint64_t tail_of(struct pool *p)
-{
-	struct pm_superblock *a = p->addr, *b = (void *)((uint8_t *)p->addr + PM_SB_SIZE);
-
-	return (b->generation > a->generation ? b : a)->tail_lsn;
-}
-
 START_TEST(test_corrupt_log)
 {
 	unsigned d;
@@ -499,7 +499,7 @@ START_TEST(test_corrupt_log)
 	uint8_t saved;
 
 	/* log after the checkpoint: [pages e2][commit e2][pages e3][commit e3] */
-	tail = tail_of(p);
+	tail = newest_sb(p)->tail_lsn;
 	commit2 = tail + pm_pages_record_length(1);
 	rec2 = commit2 + 64;
 	ck_assert_int_eq(open_result(p, &rep), 0);
@@ -536,14 +536,6 @@ START_TEST(test_corrupt_log)
 	pool_close(p);
 }
 END_TEST
-
-/* The superblock whose generation is highest, valid or not. */
-static struct pm_superblock *newest_sb(struct pool *p)
-{
-	struct pm_superblock *a = p->addr, *b = (void *)((uint8_t *)p->addr + PM_SB_SIZE);
-
-	return b->generation > a->generation ? b : a;
-}
 
 START_TEST(test_damage_after_long_range_record)
 {

@@ -230,15 +230,7 @@ static void check_history(void)
 		for (size_t i = 0; i < n; i++) {
 			if (all[i].seq != s)
 				continue;
-			{
-				uint64_t x = 9 ^ (s * UINT64_C(0xd6e8feb86659fd93));
-
-				for (uint32_t k = 0; k < all[i].len; k += 8) {
-					uint64_t w = splitmix64(&x);
-
-					memcpy(image + all[i].gfn * PAGE + all[i].offset + k, &w, 8);
-				}
-			}
+			sim_write_pattern(image + all[i].gfn * PAGE + all[i].offset, all[i].len, s, 9);
 			break;
 		}
 	for (uint64_t g = 0; g < PAGES; g++) {

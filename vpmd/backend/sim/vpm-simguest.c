@@ -205,17 +205,6 @@ static int call_vpmd(struct vcpu *v, struct sim_msg *m)
 	return r;
 }
 
-static void fill(uint8_t *p, uint32_t len, uint64_t seq, uint64_t seed)
-{
-	uint64_t x = seed ^ (seq * UINT64_C(0xd6e8feb86659fd93));
-
-	for (uint32_t i = 0; i < len; i += 8) {
-		uint64_t w = splitmix64(&x);
-
-		memcpy(p + i, &w, 8);
-	}
-}
-
 static void lock_page(struct guest *g, uint64_t gfn)
 {
 	while (__atomic_test_and_set(&g->page_lock[gfn], __ATOMIC_ACQUIRE))
@@ -259,7 +248,7 @@ static int access_page(struct vcpu *v, const struct workload_access *a)
 			return 1; /* retry the access */
 		}
 		h.seq = __atomic_fetch_add(&g->shared->writes, 1, __ATOMIC_SEQ_CST);
-		fill(p + a->offset, a->len, h.seq, g->seed);
+		sim_write_pattern(p + a->offset, a->len, h.seq, g->seed);
 		atomic_fetch_or_explicit(&g->ept[a->gfn], SIM_EPT_DIRTY | SIM_EPT_ACCESSED,
 					 memory_order_release);
 		unlock_page(g, a->gfn);
