@@ -40,7 +40,7 @@ struct sim_shared {
 	uint64_t n_pages;
 	uint32_t n_vcpus;
 	uint32_t pause;  /* vpmd: 1 = stop at the next operation boundary */
-	uint32_t parked; /* guest: vCPUs stopped or waiting on a fault */
+	uint32_t parked; /* guest: vCPUs stopped, done, or waiting on a fault */
 	uint32_t stop;   /* vpmd or the guest itself: the workload ends */
 	uint64_t epoch;  /* vpmd: the epoch a pause closes */
 	uint64_t ops;    /* guest: operations done */

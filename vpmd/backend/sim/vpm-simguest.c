@@ -304,6 +304,8 @@ static void *vcpu_main(void *arg)
 	if (v->history)
 		fflush(v->history);
 	__atomic_add_fetch(&g->shared->modeled_ns, v->modeled_ns, __ATOMIC_RELAXED);
+	/* a vCPU that is done stays stopped: vpmd's pauses must not wait for it */
+	__atomic_add_fetch(&g->shared->parked, 1, __ATOMIC_SEQ_CST);
 	return NULL;
 }
 
