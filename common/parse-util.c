@@ -107,6 +107,27 @@ int parse_duration(const char *s, uint64_t *ret_usec)
 	return parse_scaled(s, time_units, ELEMENTSOF(time_units), ret_usec);
 }
 
+bool ratio_valid(double r)
+{
+	return isfinite(r) && r >= 1.0 && r <= VPM_RATIO_MAX;
+}
+
+int parse_ratio(const char *s, double *ret)
+{
+	char *end = NULL;
+	double v;
+
+	/* digits and one dot only: no "inf", "nan", hex floats, signs or exponents */
+	if (!isdigit((unsigned char)*s) || strspn(s, "0123456789.") != strlen(s))
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || *end != '\0' || !ratio_valid(v))
+		return -ERANGE;
+	*ret = v;
+	return 0;
+}
+
 int parse_uint_range(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
 {
 	char *end = NULL;

@@ -17,6 +17,10 @@ int parse_size(const char *s, uint64_t *ret_bytes);
 int parse_duration(const char *s, uint64_t *ret_usec);
 /* Decimal unsigned integer within [min, max]. */
 int parse_uint_range(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
+/* A consolidation ratio: "2", "1.5"; finite, from 1 to VPM_RATIO_MAX. */
+#define VPM_RATIO_MAX 65536
+int parse_ratio(const char *s, double *ret);
+bool ratio_valid(double r);
 /* yes/no/true/false/on/off/1/0 */
 int parse_boolean(const char *s, bool *ret);
 /* Octal file mode, at most 07777. */

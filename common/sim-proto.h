@@ -23,7 +23,7 @@
 #include "random-util.h"
 
 #define SIM_MAGIC         0x564d5053u /* "SPMV" */
-#define SIM_PROTO_VERSION 1u
+#define SIM_PROTO_VERSION 2u
 #define SIM_EPT_OFFSET    4096u
 #define SIM_NAME_MAX      64u
 
@@ -56,6 +56,8 @@ enum sim_msg_type {
 	SIM_MSG_PERSIST = 5,      /* guest: make gfn [offset, offset + len) durable */
 	SIM_MSG_PERSIST_DONE = 6, /* vpmd: durable */
 	SIM_MSG_BYE = 7,          /* either: the guest stops */
+	SIM_MSG_DISCARD = 8,      /* guest: it no longer needs gfn [offset, offset + len) */
+	SIM_MSG_DISCARD_DONE = 9, /* vpmd: the backing of the whole pages in it is dropped */
 };
 
 struct sim_msg {
@@ -71,11 +73,35 @@ struct sim_msg {
 	uint64_t n_pages;
 	uint32_t n_vcpus;
 	uint32_t reattach;
+	/* HELLO: the guest's settings (its "domain configuration"); empty or 0 = vpmd's default */
+	double ratio;
+	char mode[16];
+	char policy[16];
+	/* HELLO: the workload, for the oracle policy's knowledge of true access frequencies */
+	uint32_t wl_kind;
+	uint32_t wl_write_pct;
+	double wl_theta;
+	uint64_t wl_seed;
 	/* WELCOME */
 	uint64_t ept_size;
 	uint64_t dram_size;
 	uint64_t pool_size;
 	uint64_t pm_frames_offset;
+};
+
+/*
+ * A guest's write history, one file per vCPU: a record per write, and after a persist hint
+ * returned, a second record of the same write with SIM_HIST_PERSISTED.
+ */
+#define SIM_HIST_PERSISTED 1u
+
+struct sim_history_record {
+	uint64_t seq;
+	uint64_t gfn;
+	uint32_t offset;
+	uint32_t len;
+	uint32_t flags;
+	uint32_t reserved;
 };
 
 /*

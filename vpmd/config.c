@@ -158,6 +158,21 @@ static int parse_size_field(struct parse_state *s, const struct key_def *def, co
 	return 0;
 }
 
+/* A consolidation ratio: a finite decimal number from 1 to VPM_RATIO_MAX. */
+static int parse_ratio_field(struct parse_state *s, const struct key_def *def, const char *value,
+			     void *field)
+{
+	double v;
+
+	if (parse_ratio(value, &v) < 0)
+		config_error(s, def->name, "'%s' is not a ratio; use a number from 1 to %d, e.g. 2 "
+					   "or 1.5",
+			     value, VPM_RATIO_MAX);
+	else
+		*(double *)field = v;
+	return 0;
+}
+
 static int parse_duration_field(struct parse_state *s, const struct key_def *def, const char *value,
 			void *field)
 {
@@ -254,6 +269,9 @@ static const struct key_def daemon_keys[] = {
 	DAEMON_KEY_RANGE("dram_budget", parse_size_field, dram_budget, 4096, 0, "at least 4K"),
 	DAEMON_KEY_RANGE("epoch_interval", parse_duration_field, epoch_interval_usec,
 			 USEC_PER_MSEC, 60 * USEC_PER_SEC, "1ms to 60s"),
+	DAEMON_KEY("default_ratio", parse_ratio_field, default_ratio),
+	DAEMON_KEY_RANGE("migration_rate", parse_size_field, migration_rate, 1024 * 1024, 0,
+			 "at least 1M (bytes per second)"),
 	DAEMON_KEY("max_clients", parse_max_clients, max_clients),
 	DAEMON_KEY_RANGE("client_idle_timeout", parse_duration_field, client_idle_timeout_usec,
 			 USEC_PER_SEC, 24 * 3600 * USEC_PER_SEC, "1s to 24h"),
@@ -443,6 +461,8 @@ static int set_defaults(struct vpmd_config *c)
 	c->backend = BACKEND_SIM;
 	c->dram_budget = UINT64_C(1) << 30;
 	c->epoch_interval_usec = 100 * USEC_PER_MSEC;
+	c->default_ratio = 1.0;
+	c->migration_rate = UINT64_C(1) << 30;
 	c->max_clients = 64;
 	c->client_idle_timeout_usec = 60 * USEC_PER_SEC;
 	c->max_request_size = VPM_REQUEST_MAX_DEFAULT;

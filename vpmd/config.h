@@ -47,6 +47,8 @@ struct vpmd_config {
 	char *libvirt_uri;
 	uint64_t dram_budget;
 	uint64_t epoch_interval_usec;
+	double default_ratio;    /* of a VM whose configuration names none */
+	uint64_t migration_rate; /* bytes per second moved between tiers, all VMs together */
 	unsigned max_clients;
 	uint64_t client_idle_timeout_usec;
 	uint64_t max_request_size;

@@ -18,6 +18,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "parse-util.h"
+#include "policy.h"
 
 static void errbuf_printf(char *errbuf, size_t errlen, const char *fmt, ...) _printf_(3, 4);
 static void errbuf_printf(char *errbuf, size_t errlen, const char *fmt, ...)
@@ -546,14 +547,129 @@ static int method_vms(struct daemon *d, struct json_object *params, struct json_
 	return 0;
 }
 
+static int method_vm_show(struct daemon *d, struct json_object *params,
+			  struct json_object **ret, char *errbuf, size_t errlen)
+{
+	const char *name = NULL;
+
+	if (vpm_json_get_string(params, "name", &name) < 0) {
+		errbuf_printf(errbuf, errlen, "parameter 'name' (a string) names the VM to show");
+		return -EINVAL;
+	}
+	return engine_vm_show(d->engine, name, ret, errbuf, errlen);
+}
+
+static int method_stats(struct daemon *d, struct json_object *params, struct json_object **ret,
+			char *errbuf, size_t errlen)
+{
+	const char *name = NULL;
+
+	if (vpm_json_get_string(params, "name", &name) == -EINVAL) {
+		errbuf_printf(errbuf, errlen, "parameter 'name' must be a string");
+		return -EINVAL;
+	}
+	return engine_stats(d->engine, name, ret, errbuf, errlen);
+}
+
+/* "ratio": a JSON number (NaN and infinities are refused by the range check). */
+static int get_ratio(struct json_object *params, struct engine_settings *s, char *errbuf,
+		     size_t errlen)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(params, "ratio", &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int)) {
+		errbuf_printf(errbuf, errlen, "parameter 'ratio' must be a number from 1 to %d",
+			      VPM_RATIO_MAX);
+		return -EINVAL;
+	}
+	s->set_ratio = true;
+	s->ratio = json_object_get_double(v);
+	if (!ratio_valid(s->ratio)) {
+		errbuf_printf(errbuf, errlen, "ratio %g is out of range; use a number from 1 (all "
+					      "pages on PM) to %d",
+			      s->ratio, VPM_RATIO_MAX);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int get_enum(struct json_object *params, const char *key, int (*from)(const char *),
+		    const char *choices, int *ret, char *errbuf, size_t errlen)
+{
+	const char *v = NULL;
+	char safe[65];
+	int r = vpm_json_get_string(params, key, &v);
+
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0 || (*ret = from(v)) < 0) {
+		errbuf_printf(errbuf, errlen, "parameter '%s' must be one of %s%s%s%s", key,
+			      choices, v ? " (not '" : "", v ? sanitize_text(safe, sizeof(safe), v, 64) : "",
+			      v ? "')" : "");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int method_vm_set(struct daemon *d, struct json_object *params, struct json_object **ret,
+			 char *errbuf, size_t errlen)
+{
+	struct engine_settings s = { .mode = -1, .policy = -1, .priority = -1 };
+	const char *name = NULL;
+	bool all = false;
+	uint64_t prio;
+	int r;
+
+	r = vpm_json_get_string(params, "name", &name);
+	if (r == -EINVAL || vpm_json_get_bool(params, "all", &all) == -EINVAL || (!name == !all)) {
+		errbuf_printf(errbuf, errlen, "name one VM ('name': string) or all of them "
+					      "('all': true), not both");
+		return -EINVAL;
+	}
+	r = get_ratio(params, &s, errbuf, errlen);
+	if (r >= 0)
+		r = get_enum(params, "mode", vm_mode_from_string, "native, epoch, hint", &s.mode,
+			     errbuf, errlen);
+	if (r >= 0)
+		r = get_enum(params, "policy", policy_kind_from_string,
+			     "vpm, static, random, lru, oracle", &s.policy, errbuf, errlen);
+	if (r < 0)
+		return r;
+	r = vpm_json_get_uint64(params, "priority", &prio);
+	if (r == 0 && prio <= 100)
+		s.priority = (int)prio;
+	else if (r != -ENOENT) {
+		errbuf_printf(errbuf, errlen, "parameter 'priority' must be an integer from 0 to 100");
+		return -EINVAL;
+	}
+	if (!s.set_ratio && s.mode < 0 && s.policy < 0 && s.priority < 0) {
+		errbuf_printf(errbuf, errlen, "nothing to change: give ratio, mode, policy or "
+					      "priority");
+		return -EINVAL;
+	}
+	if (!d->engine) {
+		errbuf_printf(errbuf, errlen, "no VMs: the engine is not running (no formatted pool)");
+		return name ? -ENOENT : -ENODEV;
+	}
+	return engine_vm_set(d->engine, name, &s, ret, errbuf, errlen);
+}
+
 static const char *const no_params[] = { NULL };
 static const char *const pool_param[] = { "pool", NULL };
+static const char *const name_param[] = { "name", NULL };
+static const char *const set_params[] = { "name", "all", "ratio", "mode", "policy", "priority",
+					  NULL };
 
 static const struct method methods[] = {
 	{ "status", VPM_ACCESS_READ, method_status, no_params },
 	{ "pools", VPM_ACCESS_READ, method_pools, no_params },
 	{ "pool-check", VPM_ACCESS_READ, method_pool_check, pool_param },
 	{ "vms", VPM_ACCESS_READ, method_vms, no_params },
+	{ "vm-show", VPM_ACCESS_READ, method_vm_show, name_param },
+	{ "stats", VPM_ACCESS_READ, method_stats, name_param },
+	{ "vm-set", VPM_ACCESS_CHANGE, method_vm_set, set_params },
 	{ "reload", VPM_ACCESS_CHANGE, method_reload, no_params },
 };
 
@@ -704,7 +820,7 @@ int daemon_reload(struct daemon *d, char **ret_error, struct json_object **ret_w
 	limits = limits_from_config(c);
 	control_server_set_limits(d->control, &limits);
 	if (d->engine)
-		engine_set_epoch_interval(d->engine, c->epoch_interval_usec);
+		engine_reconfigure(d->engine, c);
 	config_free(d->config);
 	d->config = TAKE_PTR(c);
 	d->reloads++;

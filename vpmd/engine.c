@@ -3,138 +3,517 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdatomic.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/backend.h"
+#include "backend/sim/sim-backend.h"
 #include "engine.h"
 #include "json-util.h"
 #include "log.h"
 #include "pagetable.h"
 #include "parse-util.h"
 #include "pm-store.h"
-#include "sim-proto.h"
+#include "policy.h"
+#include "workload.h"
 
-#define CHECKPOINT_USEC  USEC_PER_SEC
-#define PAUSE_TIMEOUT_US (2 * USEC_PER_SEC)
+#define CHECKPOINT_USEC UINT64_C(1000000)
+#define SAMPLES         1024 /* pause and commit times kept per VM for percentiles */
+#define MIN_HEADROOM    16   /* pages a VM may write beyond its DRAM share in an epoch */
+#define ALIGN_UP(x, a)  (((x) + (a) - 1) / (a) * (a))
+
+struct samples {
+	uint64_t v[SAMPLES];
+	uint64_t n; /* taken in all; the newest SAMPLES are kept */
+	uint64_t max;
+};
 
 struct vm {
 	struct engine *en;
 	struct vm *next;
-	char name[SIM_NAME_MAX];
+	struct backend_vm *b;
+	char name[64];
 	uint64_t n_pages;
 	unsigned n_vcpus;
 	unsigned dev;
-	int conn;
-	sd_event_source *io, *epoch_timer;
-	int ept_fd, dram_fd;
-	size_t ept_size;
-	struct sim_shared *shared;
-	_Atomic uint64_t *ept;
-	uint8_t *dram; /* DRAM frame of gfn g is page g of this memfd (sparse) */
+	sd_event_source *epoch_timer;
+
+	/* settings */
+	enum vm_mode mode;
+	double ratio;
+	struct policy policy;
+	int priority;
+	uint64_t pm_target, dram_share, headroom;
+	struct workload *oracle; /* the guest's workload, for the oracle's weights */
+
+	/* pages */
 	struct pagetable pt;
+	uint64_t words; /* of a bitmap over the pages */
+	uint64_t *dirty, *accessed;
 	uint8_t *stage;
 	struct pm_page *pages;
+	uint64_t stage_cap;
+	uint64_t *cand, n_cand;   /* demotion candidates, write-protected at the next pause */
+	uint64_t *punch, n_punch; /* DRAM pages demoted: their memory goes at the next pause */
+	uint64_t *pick;           /* scratch for the policy */
+	struct backend_map *batch;
+	size_t n_batch;
 	uint64_t epoch; /* last committed */
-	uint64_t epochs, dirty_pages, faults, promotions;
-	uint64_t pause_usec_max, pause_usec_sum;
+	bool converged;
+	uint64_t migrating;
+
+	/* statistics */
+	uint64_t attach_usec, ops_at_attach;
+	uint64_t epochs, early_epochs, dirty_pages, last_dirty, faults;
+	uint64_t promotions, demotions, migrated_bytes;
+	uint64_t hints_persist, hints_discard;
+	uint64_t log_bytes, frame_bytes;
+	struct samples pause, commit;
 };
 
 struct engine {
 	sd_event *event;
 	struct pool *pool;
 	struct pm_store *store;
-	char *sock_path;
+	char *state_dir;
 	char *image_dir;
 	uint64_t epoch_usec;
-	int listen_fd;
-	sd_event_source *listen, *checkpoint;
+	uint64_t dram_budget_pages;
+	double default_ratio;
+	double rate_pages; /* migration rate, pages per second */
+	double tokens;
+	uint64_t tokens_usec;
+	sd_event_source *checkpoint;
+	struct sim_backend *sim;
 	struct vm *vms;
 };
+
+static const char *const mode_names[_VM_MODE_MAX] = {
+	[VM_MODE_NATIVE] = "native",
+	[VM_MODE_EPOCH] = "epoch",
+	[VM_MODE_HINT] = "hint",
+};
+
+const char *vm_mode_to_string(enum vm_mode m)
+{
+	return m < _VM_MODE_MAX ? mode_names[m] : NULL;
+}
+
+int vm_mode_from_string(const char *s)
+{
+	for (int m = 0; m < _VM_MODE_MAX; m++)
+		if (streq(s, mode_names[m]))
+			return m;
+	return -EINVAL;
+}
+
+/* ---- helpers ---------------------------------------------------------------------------- */
 
 static uint8_t *pm_frame_ptr(struct engine *en, uint64_t f)
 {
 	return (uint8_t *)en->pool->addr + pm_store_frames_offset(en->store) + f * PM_PAGE_SIZE;
 }
 
-/* ---- epochs ----------------------------------------------------------------------------- */
-
-/* Stop every vCPU (at an instruction boundary, or waiting on us for a fault). */
-static int pause_vm(struct vm *vm, uint64_t epoch)
+static uint8_t *dram_ptr(struct vm *vm, uint64_t g)
 {
-	uint64_t deadline = now_usec(CLOCK_MONOTONIC) + PAUSE_TIMEOUT_US;
-
-	vm->shared->epoch = epoch;
-	__atomic_store_n(&vm->shared->pause, 1, __ATOMIC_SEQ_CST);
-	while (__atomic_load_n(&vm->shared->parked, __ATOMIC_SEQ_CST) < vm->n_vcpus) {
-		if (__atomic_load_n(&vm->shared->stop, __ATOMIC_ACQUIRE))
-			return 0; /* the workload ended: nobody runs */
-		if (now_usec(CLOCK_MONOTONIC) > deadline) {
-			__atomic_store_n(&vm->shared->pause, 0, __ATOMIC_SEQ_CST);
-			return log_warning_errno(ETIMEDOUT, "VM '%s': vCPUs did not stop", vm->name);
-		}
-		nanosleep(&(struct timespec){ .tv_nsec = 20000 }, NULL);
-	}
-	return 0;
+	return vm->b->dram + g * PM_PAGE_SIZE;
 }
 
-static void resume_vm(struct vm *vm)
+static bool bit_test(const uint64_t *b, uint64_t i)
 {
-	__atomic_store_n(&vm->shared->pause, 0, __ATOMIC_SEQ_CST);
+	return (b[i / 64] >> (i % 64)) & 1;
+}
+
+static void sample_add(struct samples *s, uint64_t v)
+{
+	s->v[s->n++ % SAMPLES] = v;
+	s->max = MAX(s->max, v);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The p-th percentile (0-100) of the kept samples; 0 without any. */
+static uint64_t sample_percentile(const struct samples *s, double p)
+{
+	uint64_t n = MIN(s->n, (uint64_t)SAMPLES), v[SAMPLES];
+
+	if (n == 0)
+		return 0;
+	memcpy(v, s->v, n * sizeof(v[0]));
+	qsort(v, n, sizeof(v[0]), cmp_u64);
+	return v[MIN(n - 1, (uint64_t)ceil(p / 100.0 * (double)n) - (p > 0))];
+}
+
+static uint64_t dram_pages(const struct vm *vm)
+{
+	return vm->pt.count[PT_TIER_DRAM];
+}
+
+static uint64_t pm_pages(const struct vm *vm)
+{
+	return vm->pt.count[PT_TIER_PM];
+}
+
+/* What a ratio gives a VM of n pages: PM frames, DRAM share, and write headroom. */
+static void targets(uint64_t n, double ratio, enum vm_mode mode, uint64_t *ret_pm,
+		    uint64_t *ret_share, uint64_t *ret_headroom)
+{
+	uint64_t share = mode == VM_MODE_NATIVE ? 0 : policy_dram_share(n, ratio);
+
+	*ret_pm = n - share;
+	*ret_share = share;
+	*ret_headroom = mode == VM_MODE_NATIVE ? 0 : MIN(n - share, MAX(n / 16, MIN_HEADROOM));
+}
+
+/* ---- mappings --------------------------------------------------------------------------- */
+
+static int flush_maps(struct vm *vm)
+{
+	int r = 0;
+
+	if (vm->n_batch)
+		r = vm->b->ops->map(vm->b, vm->batch, vm->n_batch);
+	vm->n_batch = 0;
+	if (r < 0)
+		log_error_errno(r, "VM '%s': remapping pages failed: %m", vm->name);
+	return r;
+}
+
+/* Queue a remap; the batch goes to the backend (one TLB flush) when full or flushed. */
+static void queue_map(struct vm *vm, uint64_t g, enum backend_tier tier, uint64_t frame,
+		      bool writable)
+{
+	vm->batch[vm->n_batch++] = (struct backend_map){ .gfn = g, .tier = tier, .frame = frame,
+							 .writable = writable };
+	if (vm->n_batch == vm->n_pages || vm->n_batch == 4096)
+		(void)flush_maps(vm);
+}
+
+static bool pm_writable(const struct vm *vm)
+{
+	return vm->mode == VM_MODE_NATIVE; /* epoch and hint: a write promotes (invariant 2) */
+}
+
+static void place_dram(struct vm *vm, uint64_t g, uint64_t flags)
+{
+	pt_place(&vm->pt, g, PT_TIER_DRAM, (uint32_t)g, flags | PT_WRITABLE);
+	queue_map(vm, g, BACKEND_DRAM, g, true);
+}
+
+static void place_pm(struct vm *vm, uint64_t g, uint64_t f)
+{
+	bool w = pm_writable(vm);
+
+	pt_place(&vm->pt, g, PT_TIER_PM, (uint32_t)f, PT_COMMITTED | (w ? PT_WRITABLE : 0));
+	queue_map(vm, g, BACKEND_PM, f, w);
+}
+
+/* Drop the memory of DRAM pages demoted since the last pause (no vCPU can still use it). */
+static void punch_demoted(struct vm *vm)
+{
+	for (uint64_t i = 0; i < vm->n_punch; i++) {
+		uint64_t g = vm->punch[i];
+
+		if (pt_tier(&vm->pt, g) == PT_TIER_DRAM)
+			continue; /* promoted again meanwhile */
+		(void)fallocate(vm->b->dram_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				(off_t)(g * PM_PAGE_SIZE), PM_PAGE_SIZE);
+	}
+	vm->n_punch = 0;
+}
+
+/* ---- the migration rate ------------------------------------------------------------------ */
+
+static void refill_tokens(struct engine *en)
+{
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+	double burst = MAX(en->rate_pages / 4, 512.0);
+
+	en->tokens = MIN(burst, en->tokens + (double)(now - en->tokens_usec) / 1e6 * en->rate_pages);
+	en->tokens_usec = now;
 }
 
 /*
- * Harvest and commit one epoch: with the VM paused, collect and clear the dirty and accessed
- * bits and copy the dirty DRAM pages to the staging buffer; resume; log and commit them.
+ * Pages vm may move now: the tokens, shared by priority among the VMs that have pages to
+ * move (a VM of priority p weighs p + 1).
  */
-static int commit_epoch(struct vm *vm, bool paused_already)
+static uint64_t take_tokens(struct vm *vm, uint64_t want)
 {
-	uint64_t t0 = now_usec(CLOCK_MONOTONIC), pause_us, n = 0;
-	uint64_t words = (vm->n_pages + 63) / 64;
-	_cleanup_free_ uint64_t *dirty = calloc(words, 8), *accessed = calloc(words, 8);
-	int r;
+	struct engine *en = vm->en;
+	double mine = vm->priority + 1, all = mine, allowance;
+	uint64_t n;
 
-	if (!dirty || !accessed)
-		return log_oom();
-	if (!paused_already) {
-		r = pause_vm(vm, vm->epoch + 1);
-		if (r < 0)
-			return r;
+	refill_tokens(en);
+	for (struct vm *o = en->vms; o; o = o->next)
+		if (o != vm && o->migrating)
+			all += o->priority + 1;
+	allowance = en->tokens * mine / all;
+	n = MIN(want, (uint64_t)allowance);
+	en->tokens -= (double)n;
+	return n;
+}
+
+/* ---- epochs ----------------------------------------------------------------------------- */
+
+static int ensure_stage(struct vm *vm, uint64_t n)
+{
+	uint8_t *s;
+	struct pm_page *p;
+
+	if (n <= vm->stage_cap)
+		return 0;
+	n = MIN(vm->n_pages, MAX(n, vm->stage_cap * 2));
+	s = realloc(vm->stage, n * PM_PAGE_SIZE);
+	if (!s)
+		return -ENOMEM;
+	vm->stage = s;
+	p = realloc(vm->pages, n * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	vm->pages = p;
+	vm->stage_cap = n;
+	return 0;
+}
+
+/*
+ * Which DRAM pages the coming commit takes: epoch mode the dirty ones, every mode the forced
+ * ones, and all of them when everything in DRAM must become durable (a clean detach, a
+ * switch of mode).
+ */
+static bool to_commit(struct vm *vm, uint64_t g, bool all)
+{
+	if (pt_tier(&vm->pt, g) != PT_TIER_DRAM)
+		return false;
+	if (all || pt_test(&vm->pt, g, PT_FORCE))
+		return true;
+	return vm->mode == VM_MODE_EPOCH && bit_test(vm->dirty, g);
+}
+
+/* With the VM paused: copy what the commit takes to the staging buffer. */
+static uint64_t stage_pages(struct vm *vm, bool all)
+{
+	uint64_t n = 0;
+
+	if (ensure_stage(vm, dram_pages(vm)) < 0) {
+		log_oom();
+		return 0;
 	}
 	for (uint64_t g = 0; g < vm->n_pages; g++) {
-		uint64_t e = atomic_fetch_and(&vm->ept[g], ~(SIM_EPT_DIRTY | SIM_EPT_ACCESSED));
-
-		if (e & SIM_EPT_ACCESSED)
-			accessed[g / 64] |= UINT64_C(1) << (g % 64);
-		if (!(e & SIM_EPT_DIRTY) || pt_tier(&vm->pt, g) != PT_TIER_DRAM)
+		if (!to_commit(vm, g, all))
 			continue;
-		dirty[g / 64] |= UINT64_C(1) << (g % 64);
-		memcpy(vm->stage + n * PM_PAGE_SIZE, vm->dram + g * PM_PAGE_SIZE, PM_PAGE_SIZE);
+		memcpy(vm->stage + n * PM_PAGE_SIZE, dram_ptr(vm, g), PM_PAGE_SIZE);
 		vm->pages[n] = (struct pm_page){ .gfn = g, .data = vm->stage + n * PM_PAGE_SIZE };
 		n++;
 	}
-	if (!paused_already)
-		resume_vm(vm);
-	pause_us = now_usec(CLOCK_MONOTONIC) - t0;
-	vm->pause_usec_max = MAX(vm->pause_usec_max, pause_us);
-	vm->pause_usec_sum += pause_us;
-	pt_epoch_shift(&vm->pt, dirty, accessed);
+	return n;
+}
+
+static int commit_staged(struct vm *vm, uint64_t n)
+{
+	struct pm_stats before, after;
+	uint64_t t0 = now_usec(CLOCK_MONOTONIC);
+	int r;
+
 	if (n == 0)
 		return 0;
+	pm_store_get_stats(vm->en->store, &before);
 	r = pm_commit(vm->en->store, vm->dev, vm->epoch + 1, vm->pages, n, NULL, 0);
-	if (r < 0)
-		return log_error_errno(r, "VM '%s': commit of epoch %" PRIu64 " failed: %m", vm->name,
-				       vm->epoch + 1);
+	if (r < 0) {
+		/* the pages stay due: the next boundary tries again */
+		for (uint64_t i = 0; i < n; i++)
+			pt_set_flags(&vm->pt, vm->pages[i].gfn, PT_FORCE, 0);
+		return log_error_errno(r, "VM '%s': commit of epoch %" PRIu64 " failed: %m",
+				       vm->name, vm->epoch + 1);
+	}
+	pm_store_get_stats(vm->en->store, &after);
+	sample_add(&vm->commit, now_usec(CLOCK_MONOTONIC) - t0);
+	vm->log_bytes += after.log_bytes - before.log_bytes;
 	vm->epoch++;
 	vm->epochs++;
 	vm->dirty_pages += n;
 	for (uint64_t i = 0; i < n; i++)
-		pt_set_flags(&vm->pt, vm->pages[i].gfn, PT_COMMITTED, PT_DIRTY);
+		pt_set_flags(&vm->pt, vm->pages[i].gfn, PT_COMMITTED, PT_DIRTY | PT_FORCE);
+	return 0;
+}
+
+/* Copy a write-protected DRAM page into a PM frame, map it there read-only. */
+static int demote_one(struct vm *vm, uint64_t g)
+{
+	struct engine *en = vm->en;
+	uint64_t f;
+	int r;
+
+	r = pm_frame_demote(en->store, vm->dev, g, vm->epoch, dram_ptr(vm, g), &f);
+	if (r == -ENOSPC) {
+		/* superseded frames go at a checkpoint */
+		(void)pm_checkpoint(en->store);
+		r = pm_frame_demote(en->store, vm->dev, g, vm->epoch, dram_ptr(vm, g), &f);
+	}
+	if (r < 0)
+		return r;
+	place_pm(vm, g, f);
+	if (vm->n_punch < vm->n_pages)
+		vm->punch[vm->n_punch++] = g;
+	vm->demotions++;
+	vm->migrated_bytes += PM_PAGE_SIZE;
+	vm->frame_bytes += PM_PAGE_SIZE;
+	return 0;
+}
+
+/* The candidates write-protected at the last pause move to PM. */
+static void demote_candidates(struct vm *vm)
+{
+	uint64_t failed = 0;
+	int r = 0;
+
+	for (uint64_t i = 0; i < vm->n_cand; i++) {
+		uint64_t g = vm->cand[i];
+
+		if (pt_tier(&vm->pt, g) != PT_TIER_DRAM || pt_test(&vm->pt, g, PT_WRITABLE))
+			continue; /* dropped at the pause */
+		r = demote_one(vm, g);
+		if (r < 0) {
+			/* it stays in DRAM, writable again */
+			place_dram(vm, g, PT_COMMITTED);
+			failed++;
+		}
+	}
+	vm->n_cand = 0;
+	(void)flush_maps(vm);
+	if (failed)
+		log_warning_errno(r, "VM '%s': %" PRIu64 " pages could not move to PM: %m", vm->name,
+				  failed);
+}
+
+/*
+ * With the VM paused: write-protect the candidates, so their DRAM copy stays what the commit
+ * made durable. A regular boundary drops those written since they were picked (they are hot
+ * after all); an early one keeps them all (the commit under way takes their content).
+ */
+static void protect_candidates(struct vm *vm, bool keep_dirty)
+{
+	for (uint64_t i = 0; i < vm->n_cand; i++) {
+		uint64_t g = vm->cand[i];
+
+		if (pt_tier(&vm->pt, g) != PT_TIER_DRAM)
+			continue;
+		if (!keep_dirty && bit_test(vm->dirty, g))
+			continue;
+		pt_set_flags(&vm->pt, g, 0, PT_WRITABLE);
+		queue_map(vm, g, BACKEND_DRAM, g, false);
+	}
+	(void)flush_maps(vm);
+}
+
+static void promote_one(struct vm *vm, uint64_t g, uint64_t flags)
+{
+	memcpy(dram_ptr(vm, g), pm_frame_ptr(vm->en, pt_frame(&vm->pt, g)), PM_PAGE_SIZE);
+	place_dram(vm, g, flags);
+	vm->promotions++;
+	vm->migrated_bytes += PM_PAGE_SIZE;
+}
+
+/*
+ * After a boundary: decide the next migrations. Over the DRAM share: the coldest DRAM pages
+ * become candidates (demoted at the next boundary). Over pm_target: the hottest PM pages move
+ * to DRAM now (their frames go once the forced commit supersedes them). At the target, a
+ * policy that swaps exchanges PM pages hotter than the coldest DRAM pages.
+ */
+static void plan_migrations(struct vm *vm)
+{
+	uint64_t dram = dram_pages(vm), pm = pm_pages(vm);
+	uint64_t over = dram > vm->dram_share ? dram - vm->dram_share : 0;
+	uint64_t under = pm > vm->pm_target ? pm - vm->pm_target : 0;
+	uint64_t n;
+
+	vm->migrating = over + under;
+	vm->converged = vm->migrating == 0;
+	vm->n_cand = 0;
+	if (over) {
+		n = take_tokens(vm, over);
+		vm->n_cand = policy_pick_demotions(&vm->policy, &vm->pt, n, vm->cand);
+		return;
+	}
+	if (under) {
+		n = take_tokens(vm, MIN(under, vm->dram_share + vm->headroom - dram));
+		n = policy_pick_promotions(&vm->policy, &vm->pt, n, vm->pick);
+		for (uint64_t i = 0; i < n; i++)
+			promote_one(vm, vm->pick[i], PT_FORCE);
+		(void)flush_maps(vm);
+		return;
+	}
+	if (!policy_swaps(&vm->policy) || pm == 0 || dram == 0)
+		return;
+	/* swaps: a few per epoch, the hottest PM pages against the coldest DRAM pages */
+	n = MIN(MIN(pm, dram), MAX(vm->n_pages / 64, 1));
+	n = policy_pick_promotions(&vm->policy, &vm->pt, n, vm->pick);
+	uint64_t m = policy_pick_demotions(&vm->policy, &vm->pt, n, vm->cand), k = 0;
+
+	/* vpm wants a clear difference (its scores are epoch counts): no swaps back and forth */
+	double margin = vm->policy.kind == POLICY_VPM ? 2.0 : 0.0;
+
+	while (k < MIN(n, m) && policy_score(&vm->policy, &vm->pt, vm->pick[k]) >
+					policy_score(&vm->policy, &vm->pt, vm->cand[k]) + margin)
+		k++;
+	k = take_tokens(vm, 2 * k) / 2;
+	k = MIN(k, vm->headroom);
+	for (uint64_t i = 0; i < k; i++)
+		promote_one(vm, vm->pick[i], PT_FORCE);
+	(void)flush_maps(vm);
+	vm->n_cand = k;
+}
+
+/*
+ * One epoch boundary (DESIGN.md, "Epoch protocol"): pause, harvest, stage, resume, commit;
+ * then the migrations. An early boundary (a write fault found the headroom used up) also
+ * demotes at once, down to the DRAM share.
+ */
+static int epoch_boundary(struct vm *vm, bool early)
+{
+	const struct backend_ops *ops = vm->b->ops;
+	uint64_t t0 = now_usec(CLOCK_MONOTONIC), n;
+	int r;
+
+	memset(vm->dirty, 0, vm->words * 8);
+	memset(vm->accessed, 0, vm->words * 8);
+	r = ops->pause(vm->b, vm->epoch + 1);
+	if (r < 0)
+		return log_warning_errno(r, "VM '%s': vCPUs did not stop for epoch %" PRIu64 ": %m",
+					 vm->name, vm->epoch + 1);
+	ops->harvest(vm->b, vm->dirty, vm->accessed);
+	punch_demoted(vm);
+	n = stage_pages(vm, false);
+	if (early) {
+		uint64_t dram = dram_pages(vm);
+
+		vm->n_cand = policy_pick_demotions(&vm->policy, &vm->pt,
+						   dram > vm->dram_share ? dram - vm->dram_share : 0,
+						   vm->cand);
+	}
+	protect_candidates(vm, early);
+	ops->resume(vm->b);
+	sample_add(&vm->pause, now_usec(CLOCK_MONOTONIC) - t0);
+
+	pt_epoch_shift(&vm->pt, vm->dirty, vm->accessed);
+	if (vm->mode == VM_MODE_EPOCH)
+		vm->last_dirty = n;
+	r = commit_staged(vm, n);
+	if (r < 0)
+		return r;
+	demote_candidates(vm);
+	plan_migrations(vm);
+	if (early)
+		vm->early_epochs++;
 	return 0;
 }
 
@@ -143,48 +522,720 @@ static int on_epoch(sd_event_source *s, uint64_t usec, void *userdata)
 	struct vm *vm = userdata;
 
 	(void)usec;
-	(void)commit_epoch(vm, false);
+	if (vm->mode != VM_MODE_NATIVE)
+		(void)epoch_boundary(vm, false);
 	return sd_event_source_set_time_relative(s, vm->en->epoch_usec);
 }
 
 /* ---- faults ----------------------------------------------------------------------------- */
 
-static void map_dram(struct vm *vm, uint64_t g)
+/* A DRAM frame for a page about to enter DRAM: within the share and headroom. */
+static int make_dram_room(struct vm *vm)
 {
-	pt_place(&vm->pt, g, PT_TIER_DRAM, (uint32_t)g, PT_COMMITTED | PT_WRITABLE);
-	atomic_store(&vm->ept[g], SIM_EPT_PRESENT | SIM_EPT_WRITABLE | g);
+	if (dram_pages(vm) < vm->dram_share + vm->headroom)
+		return 0;
+	(void)epoch_boundary(vm, true);
+	return dram_pages(vm) < vm->dram_share + vm->headroom ? 0 : -ENOMEM;
 }
 
-/* First touch, or a write to a page on a read-only PM frame (promotion). */
-static int resolve_fault(struct vm *vm, uint64_t g, bool write)
+/* The committed content of a page with no frame: into its DRAM frame, or a new PM frame. */
+static int first_touch(struct vm *vm, uint64_t g, bool write)
 {
 	struct engine *en = vm->en;
-	uint64_t e = atomic_load(&vm->ept[g]), f;
+	uint8_t buf[PM_PAGE_SIZE];
+	uint64_t f;
+	int r;
 
-	vm->faults++;
-	if ((e & SIM_EPT_PRESENT) && (!write || (e & SIM_EPT_WRITABLE)))
-		return 0; /* another vCPU's fault resolved it */
-	if (e & SIM_EPT_PRESENT) {
-		/* promote: the PM frame stays until a checkpoint applies the newer version */
-		memcpy(vm->dram + g * PM_PAGE_SIZE, pm_frame_ptr(en, e & SIM_EPT_FRAME_MASK),
-		       PM_PAGE_SIZE);
-		vm->promotions++;
-		map_dram(vm, g);
+	if (vm->mode != VM_MODE_NATIVE && (write || dram_pages(vm) < vm->dram_share)) {
+		r = make_dram_room(vm);
+		if (r < 0)
+			return r;
+		r = pm_device_read_page(en->store, vm->dev, g, dram_ptr(vm, g));
+		if (r < 0)
+			return r;
+		place_dram(vm, g, PT_COMMITTED);
 		return 0;
 	}
-	if (pm_frame_lookup(en->store, vm->dev, g, &f) == 0 && !write) {
-		pt_place(&vm->pt, g, PT_TIER_PM, (uint32_t)f, PT_COMMITTED);
-		atomic_store(&vm->ept[g], SIM_EPT_PRESENT | SIM_EPT_PM | f);
-		return 0;
-	}
-	/* the committed content: its PM frame or the device image */
-	if (pm_device_read_page(en->store, vm->dev, g, vm->dram + g * PM_PAGE_SIZE) < 0)
-		return -EIO;
-	map_dram(vm, g);
+	r = pm_device_read_page(en->store, vm->dev, g, buf);
+	if (r < 0)
+		return r;
+	r = pm_frame_demote(en->store, vm->dev, g, vm->epoch, buf, &f);
+	if (r < 0)
+		return r;
+	vm->frame_bytes += PM_PAGE_SIZE;
+	pt_set_flags(&vm->pt, g, PT_HOME_PM, 0);
+	place_pm(vm, g, f);
 	return 0;
 }
 
-/* ---- the guest channel ------------------------------------------------------------------ */
+static int resolve_fault(struct vm *vm, uint64_t g, bool write)
+{
+	enum pt_tier tier = pt_tier(&vm->pt, g);
+	uint64_t f;
+	int r;
+
+	vm->faults++;
+	if (tier == PT_TIER_DRAM) {
+		/* a candidate whose demotion failed, or a race with another vCPU's fault */
+		if (write && !pt_test(&vm->pt, g, PT_WRITABLE))
+			place_dram(vm, g, PT_COMMITTED);
+		return flush_maps(vm);
+	}
+	if (tier == PT_TIER_PM) {
+		if (!write || pt_test(&vm->pt, g, PT_WRITABLE))
+			return 0;
+		r = make_dram_room(vm);
+		if (r < 0)
+			return r;
+		if (pt_tier(&vm->pt, g) == PT_TIER_PM)
+			promote_one(vm, g, 0);
+		return flush_maps(vm);
+	}
+	if (pm_frame_lookup(vm->en->store, vm->dev, g, &f) == 0) {
+		/* a frame from an earlier run or a detached life of the device */
+		place_pm(vm, g, f);
+		if (write && !pm_writable(vm)) {
+			r = make_dram_room(vm);
+			if (r < 0)
+				return r;
+			promote_one(vm, g, 0);
+		}
+		return flush_maps(vm);
+	}
+	r = first_touch(vm, g, write);
+	if (r < 0)
+		return r;
+	return flush_maps(vm);
+}
+
+/* ---- hints ------------------------------------------------------------------------------ */
+
+/* Hint mode: the named bytes, widened to cachelines, committed before the hint returns. */
+static int persist_range(struct vm *vm, uint64_t g, uint32_t offset, uint32_t len)
+{
+	uint32_t start = offset & ~(PM_CACHELINE - 1);
+	uint32_t end = ALIGN_UP((uint64_t)offset + len, PM_CACHELINE);
+	uint8_t buf[PM_PAGE_SIZE];
+	struct pm_range range;
+	struct pm_stats before, after;
+	int r;
+
+	if (vm->mode == VM_MODE_NATIVE) {
+		/* in place on its PM frame: flush it there */
+		if (pt_tier(&vm->pt, g) == PT_TIER_PM)
+			pmem2_get_persist_fn(vm->en->pool->map)(
+				pm_frame_ptr(vm->en, pt_frame(&vm->pt, g)) + start, end - start);
+		return 0;
+	}
+	if (vm->mode != VM_MODE_HINT || pt_tier(&vm->pt, g) != PT_TIER_DRAM)
+		return 0; /* epoch mode: durable at the boundary; PM frames hold committed data */
+	/* a private copy: other vCPUs may store to the page while the log record is written */
+	memcpy(buf, dram_ptr(vm, g) + start, end - start);
+	range = (struct pm_range){ .gfn = g, .offset = start, .length = end - start, .data = buf };
+	pm_store_get_stats(vm->en->store, &before);
+	r = pm_commit(vm->en->store, vm->dev, vm->epoch + 1, NULL, 0, &range, 1);
+	if (r < 0)
+		return log_error_errno(r, "VM '%s': persist hint for page %" PRIu64 " failed: %m",
+				       vm->name, g);
+	pm_store_get_stats(vm->en->store, &after);
+	vm->log_bytes += after.log_bytes - before.log_bytes;
+	vm->epoch++;
+	return 0;
+}
+
+/* A whole page the guest discarded leaves DRAM; its committed version stays durable. */
+static int discard_range(struct vm *vm, uint64_t g, uint32_t offset, uint32_t len)
+{
+	if (offset != 0 || len != PM_PAGE_SIZE || pt_tier(&vm->pt, g) != PT_TIER_DRAM ||
+	    vm->mode == VM_MODE_NATIVE)
+		return 0;
+	pt_place(&vm->pt, g, PT_TIER_NONE, 0, 0);
+	queue_map(vm, g, BACKEND_UNMAPPED, 0, false);
+	if (vm->n_punch < vm->n_pages)
+		vm->punch[vm->n_punch++] = g;
+	return flush_maps(vm);
+}
+
+void engine_vm_event(struct vm *vm, const struct backend_event *ev)
+{
+	int r;
+
+	if (ev->gfn >= vm->n_pages || ev->offset >= PM_PAGE_SIZE ||
+	    ev->len > PM_PAGE_SIZE - ev->offset) {
+		r = -ERANGE;
+	} else {
+		switch (ev->type) {
+		case BACKEND_EVENT_FAULT:
+			r = resolve_fault(vm, ev->gfn, ev->write);
+			break;
+		case BACKEND_EVENT_PERSIST:
+			vm->hints_persist++;
+			r = persist_range(vm, ev->gfn, ev->offset, ev->len);
+			break;
+		case BACKEND_EVENT_DISCARD:
+			vm->hints_discard++;
+			r = discard_range(vm, ev->gfn, ev->offset, ev->len);
+			break;
+		default:
+			r = -EINVAL;
+		}
+	}
+	(void)vm->b->ops->complete(vm->b, ev, r);
+}
+
+/* ---- modes ------------------------------------------------------------------------------ */
+
+/*
+ * Switch a VM's mode, paused: everything in DRAM is committed first (so a page's durable
+ * version is its current content), then native puts every DRAM page on a writable PM frame,
+ * and leaving native makes the PM frames read-only again.
+ */
+static int switch_mode(struct vm *vm, enum vm_mode mode)
+{
+	const struct backend_ops *ops = vm->b->ops;
+	uint64_t n;
+	int r;
+
+	memset(vm->dirty, 0, vm->words * 8);
+	memset(vm->accessed, 0, vm->words * 8);
+	r = ops->pause(vm->b, vm->epoch + 1);
+	if (r < 0)
+		return r;
+	ops->harvest(vm->b, vm->dirty, vm->accessed);
+	punch_demoted(vm);
+	n = stage_pages(vm, true);
+	pt_epoch_shift(&vm->pt, vm->dirty, vm->accessed);
+	r = commit_staged(vm, n);
+	if (r < 0)
+		goto out;
+	vm->mode = mode;
+	vm->n_cand = 0;
+	for (uint64_t g = 0; g < vm->n_pages; g++) {
+		if (pt_tier(&vm->pt, g) == PT_TIER_PM)
+			place_pm(vm, g, pt_frame(&vm->pt, g)); /* writable as the mode says */
+		else if (mode == VM_MODE_NATIVE && pt_tier(&vm->pt, g) == PT_TIER_DRAM) {
+			r = demote_one(vm, g);
+			if (r < 0) {
+				log_error_errno(r, "VM '%s': page %" PRIu64 " cannot move to PM: %m",
+						vm->name, g);
+				break;
+			}
+		}
+	}
+	(void)flush_maps(vm);
+	punch_demoted(vm); /* paused: no vCPU holds the old mappings */
+out:
+	ops->resume(vm->b);
+	return r;
+}
+
+/* ---- settings --------------------------------------------------------------------------- */
+
+static void oracle_weight_free(struct vm *vm)
+{
+	vm->oracle = workload_free(vm->oracle);
+	vm->policy.weight = NULL;
+	vm->policy.weight_data = NULL;
+}
+
+static double oracle_weight(void *userdata, uint64_t gfn)
+{
+	return workload_page_weight(userdata, gfn);
+}
+
+/* The oracle knows the workload a simulated guest runs; other guests have no oracle. */
+static int set_policy(struct vm *vm, enum policy_kind kind, char *errbuf, size_t errlen)
+{
+	if (kind == POLICY_ORACLE && !vm->oracle) {
+		struct workload_params p = { .kind = vm->b->wl_kind, .n_pages = vm->n_pages,
+					     .theta = vm->b->wl_theta,
+					     .write_pct = vm->b->wl_write_pct,
+					     .seed = vm->b->wl_seed };
+
+		if (!vm->b->has_workload || workload_new(&p, &vm->oracle) < 0) {
+			snprintf(errbuf, errlen,
+				 "VM '%s' cannot use the oracle policy: vpmd does not know its "
+				 "workload (only simulated guests tell it)",
+				 vm->name);
+			return -EINVAL;
+		}
+	}
+	vm->policy.kind = kind;
+	if (kind == POLICY_ORACLE) {
+		vm->policy.weight = oracle_weight;
+		vm->policy.weight_data = vm->oracle;
+	}
+	return 0;
+}
+
+static int vm_settings_path(struct vm *vm, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/vms/%s.json", vm->en->state_dir, vm->name);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* An operator's settings survive vpmd restarts: <state_dir>/vms/NAME.json, replaced whole. */
+static int save_settings(struct vm *vm)
+{
+	_cleanup_json_ struct json_object *o = json_object_new_object();
+	char path[PATH_MAX], tmp[PATH_MAX + 8], dir[PATH_MAX];
+	const char *text;
+	_cleanup_close_ int fd = -1;
+	int r = 0;
+
+	if (!o)
+		return -ENOMEM;
+	r |= json_add(o, "ratio", json_object_new_double(vm->ratio));
+	r |= json_add(o, "mode", json_object_new_string(vm_mode_to_string(vm->mode)));
+	r |= json_add(o, "policy", json_object_new_string(policy_kind_to_string(vm->policy.kind)));
+	r |= json_add(o, "priority", json_object_new_int(vm->priority));
+	if (r)
+		return -ENOMEM;
+	snprintf(dir, sizeof(dir), "%s/vms", vm->en->state_dir);
+	if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+		return -errno;
+	if (vm_settings_path(vm, path, sizeof(path)) < 0)
+		return -ENAMETOOLONG;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text) || fsync(fd) < 0)
+		return errno ? -errno : -EIO;
+	if (rename(tmp, path) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Saved settings override the guest's own; a damaged file is reported and ignored. */
+static void load_settings(struct vm *vm, double *ratio, int *mode, int *policy, int *priority)
+{
+	_cleanup_json_ struct json_object *o = NULL;
+	struct json_object *v;
+	char path[PATH_MAX];
+
+	if (vm_settings_path(vm, path, sizeof(path)) < 0 || access(path, F_OK) < 0)
+		return;
+	o = json_object_from_file(path);
+	if (!o || !json_object_is_type(o, json_type_object)) {
+		log_warning("VM '%s': ignoring unreadable settings in '%s'", vm->name, path);
+		return;
+	}
+	if (json_object_object_get_ex(o, "ratio", &v) &&
+	    ratio_valid(json_object_get_double(v)))
+		*ratio = json_object_get_double(v);
+	if (json_object_object_get_ex(o, "mode", &v) && json_object_is_type(v, json_type_string) &&
+	    vm_mode_from_string(json_object_get_string(v)) >= 0)
+		*mode = vm_mode_from_string(json_object_get_string(v));
+	if (json_object_object_get_ex(o, "policy", &v) && json_object_is_type(v, json_type_string) &&
+	    policy_kind_from_string(json_object_get_string(v)) >= 0)
+		*policy = policy_kind_from_string(json_object_get_string(v));
+	if (json_object_object_get_ex(o, "priority", &v) && json_object_is_type(v, json_type_int) &&
+	    json_object_get_int(v) >= 0 && json_object_get_int(v) <= 100)
+		*priority = json_object_get_int(v);
+}
+
+/* ---- admission control ------------------------------------------------------------------ */
+
+struct plan {
+	struct vm *vm; /* NULL: a VM being attached */
+	uint64_t n_pages;
+	uint64_t pm_target, dram_share, headroom;
+};
+
+static uint64_t frame_reserve(struct engine *en)
+{
+	return pm_frames_total(en->store) / 32 + MIN_HEADROOM;
+}
+
+/*
+ * Whether the VMs fit with the planned changes: every VM's pm_target within the pool's frames
+ * (less those devices without a running VM hold, and a reserve for frames awaiting their
+ * checkpoint), every VM's DRAM share and headroom within dram_budget.
+ */
+static int check_fit(struct engine *en, const struct plan *plans, size_t n_plans, char *errbuf,
+		     size_t errlen)
+{
+	uint64_t total = pm_frames_total(en->store), used = total - pm_frames_free(en->store);
+	uint64_t held = 0, pm = 0, dram = 0, unattached, avail;
+	char a[32], b[32];
+
+	for (struct vm *vm = en->vms; vm; vm = vm->next) {
+		const struct plan *p = NULL;
+
+		held += pm_device_frames(en->store, vm->dev);
+		for (size_t i = 0; i < n_plans; i++)
+			if (plans[i].vm == vm)
+				p = &plans[i];
+		pm += p ? p->pm_target : vm->pm_target;
+		dram += p ? p->dram_share + p->headroom : vm->dram_share + vm->headroom;
+	}
+	for (size_t i = 0; i < n_plans; i++)
+		if (!plans[i].vm) {
+			pm += plans[i].pm_target;
+			dram += plans[i].dram_share + plans[i].headroom;
+		}
+	unattached = used > held ? used - held : 0;
+	avail = total > unattached + frame_reserve(en) ? total - unattached - frame_reserve(en) : 0;
+	if (pm > avail) {
+		snprintf(errbuf, errlen,
+			 "the VMs would need %" PRIu64 " PM frames (%s) but pool '%s' can give "
+			 "%" PRIu64 " (%s; %" PRIu64 " held by devices without a running VM, %" PRIu64
+			 " reserved): %" PRIu64 " short; raise a ratio or use a larger pool",
+			 pm, format_bytes(a, sizeof(a), pm * PM_PAGE_SIZE), en->pool->config.name,
+			 avail, format_bytes(b, sizeof(b), avail * PM_PAGE_SIZE), unattached,
+			 frame_reserve(en), pm - avail);
+		return -ENOSPC;
+	}
+	if (dram > en->dram_budget_pages) {
+		snprintf(errbuf, errlen,
+			 "the VMs would need %" PRIu64 " DRAM pages (%s, shares and write headroom) "
+			 "but dram_budget allows %" PRIu64 " (%s): %" PRIu64 " short; lower a ratio "
+			 "or raise dram_budget",
+			 dram, format_bytes(a, sizeof(a), dram * PM_PAGE_SIZE), en->dram_budget_pages,
+			 format_bytes(b, sizeof(b), en->dram_budget_pages * PM_PAGE_SIZE),
+			 dram - en->dram_budget_pages);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+static void apply_targets(struct vm *vm)
+{
+	targets(vm->n_pages, vm->ratio, vm->mode, &vm->pm_target, &vm->dram_share, &vm->headroom);
+	vm->converged = false; /* until the next boundary says so */
+	vm->migrating = 0;
+}
+
+/* ---- JSON ------------------------------------------------------------------------------- */
+
+static int vm_summary_json(struct vm *vm, struct json_object *o)
+{
+	struct backend_guest_stats gs = {};
+	int r = 0;
+
+	vm->b->ops->guest_stats(vm->b, &gs);
+	r |= json_add(o, "name", json_object_new_string(vm->name));
+	r |= json_add(o, "backend", json_object_new_string(vm->b->ops->name));
+	r |= json_add(o, "mode", json_object_new_string(vm_mode_to_string(vm->mode)));
+	r |= json_add(o, "policy", json_object_new_string(policy_kind_to_string(vm->policy.kind)));
+	r |= json_add(o, "priority", json_object_new_int(vm->priority));
+	r |= json_add(o, "ratio", json_object_new_double(vm->ratio));
+	r |= json_add(o, "pages", json_object_new_uint64(vm->n_pages));
+	r |= json_add(o, "vcpus", json_object_new_int((int)vm->n_vcpus));
+	r |= json_add(o, "dram_pages", json_object_new_uint64(dram_pages(vm)));
+	r |= json_add(o, "pm_pages", json_object_new_uint64(pm_pages(vm)));
+	r |= json_add(o, "image_pages", json_object_new_uint64(vm->pt.count[PT_TIER_NONE]));
+	r |= json_add(o, "pm_target", json_object_new_uint64(vm->pm_target));
+	r |= json_add(o, "dram_share", json_object_new_uint64(vm->dram_share));
+	r |= json_add(o, "converged", json_object_new_boolean(vm->converged));
+	r |= json_add(o, "migrating_pages", json_object_new_uint64(vm->migrating));
+	r |= json_add(o, "epoch", json_object_new_uint64(vm->epoch));
+	r |= json_add(o, "epochs", json_object_new_uint64(vm->epochs));
+	r |= json_add(o, "dirty_pages", json_object_new_uint64(vm->dirty_pages));
+	r |= json_add(o, "faults", json_object_new_uint64(vm->faults));
+	r |= json_add(o, "promotions", json_object_new_uint64(vm->promotions));
+	r |= json_add(o, "demotions", json_object_new_uint64(vm->demotions));
+	r |= json_add(o, "pause_usec_max", json_object_new_uint64(vm->pause.max));
+	r |= json_add(o, "ops", json_object_new_uint64(gs.ops));
+	r |= json_add(o, "page_table_bytes", json_object_new_uint64(pt_bytes(&vm->pt)));
+	return r ? -ENOMEM : 0;
+}
+
+static struct json_object *vm_stats_json(struct vm *vm)
+{
+	_cleanup_json_ struct json_object *o = json_object_new_object();
+	struct json_object *pages = json_object_new_object(), *pause = json_object_new_object(),
+			   *dirty = json_object_new_object(), *mig = json_object_new_object(),
+			   *hints = json_object_new_object();
+	struct backend_guest_stats gs = {};
+	uint64_t now = now_usec(CLOCK_MONOTONIC), wall = MAX(now - vm->attach_usec, 1);
+	uint64_t loss = 0;
+	int r = 0;
+
+	if (!o || json_add(o, "pages", pages) < 0 || json_add(o, "pause_usec", pause) < 0 ||
+	    json_add(o, "dirty_pages_per_epoch", dirty) < 0 || json_add(o, "migrations", mig) < 0 ||
+	    json_add(o, "hints", hints) < 0)
+		return NULL;
+	vm->b->ops->guest_stats(vm->b, &gs);
+	if (vm->mode == VM_MODE_EPOCH)
+		loss = vm->en->epoch_usec + sample_percentile(&vm->commit, 99);
+	r |= json_add(pages, "dram", json_object_new_uint64(dram_pages(vm)));
+	r |= json_add(pages, "pm", json_object_new_uint64(pm_pages(vm)));
+	r |= json_add(pages, "image", json_object_new_uint64(vm->pt.count[PT_TIER_NONE]));
+	r |= json_add(o, "epochs", json_object_new_uint64(vm->epochs));
+	r |= json_add(o, "early_epochs", json_object_new_uint64(vm->early_epochs));
+	r |= json_add(pause, "p50", json_object_new_uint64(sample_percentile(&vm->pause, 50)));
+	r |= json_add(pause, "p99", json_object_new_uint64(sample_percentile(&vm->pause, 99)));
+	r |= json_add(pause, "max", json_object_new_uint64(vm->pause.max));
+	r |= json_add(pause, "samples", json_object_new_uint64(vm->pause.n));
+	r |= json_add(dirty, "last", json_object_new_uint64(vm->last_dirty));
+	r |= json_add(dirty, "mean", json_object_new_double(
+					     vm->epochs ? (double)vm->dirty_pages / vm->epochs : 0));
+	r |= json_add(o, "log_bytes", json_object_new_uint64(vm->log_bytes));
+	r |= json_add(o, "pm_bytes_written", json_object_new_uint64(vm->log_bytes + vm->frame_bytes));
+	r |= json_add(mig, "promotions", json_object_new_uint64(vm->promotions));
+	r |= json_add(mig, "demotions", json_object_new_uint64(vm->demotions));
+	r |= json_add(mig, "bytes", json_object_new_uint64(vm->migrated_bytes));
+	r |= json_add(o, "ops", json_object_new_uint64(gs.ops));
+	r |= json_add(o, "modeled_ops_per_sec",
+		      json_object_new_double(gs.modeled_ns ? (double)gs.ops * vm->n_vcpus * 1e9 /
+								     (double)gs.modeled_ns
+							   : 0));
+	r |= json_add(o, "wall_ops_per_sec",
+		      json_object_new_double((double)(gs.ops - MIN(gs.ops, vm->ops_at_attach)) *
+					     1e6 / (double)wall));
+	r |= json_add(o, "loss_window_usec", json_object_new_uint64(loss));
+	r |= json_add(hints, "persist", json_object_new_uint64(vm->hints_persist));
+	r |= json_add(hints, "discard", json_object_new_uint64(vm->hints_discard));
+	r |= json_add(o, "faults", json_object_new_uint64(vm->faults));
+	r |= json_add(o, "pm_frames_held",
+		      json_object_new_uint64(pm_device_frames(vm->en->store, vm->dev)));
+	return r ? NULL : TAKE_PTR(o);
+}
+
+struct json_object *engine_vms_json(struct engine *en)
+{
+	_cleanup_json_ struct json_object *a = json_object_new_array();
+
+	if (!a)
+		return NULL;
+	for (struct vm *vm = en ? en->vms : NULL; vm; vm = vm->next) {
+		struct json_object *o = json_object_new_object();
+
+		if (json_append(a, o) < 0 || vm_summary_json(vm, o) < 0)
+			return NULL;
+	}
+	return TAKE_PTR(a);
+}
+
+static struct vm *find_vm(struct engine *en, const char *name)
+{
+	for (struct vm *vm = en ? en->vms : NULL; vm; vm = vm->next)
+		if (streq(vm->name, name))
+			return vm;
+	return NULL;
+}
+
+static int no_such_vm(const char *name, char *errbuf, size_t errlen)
+{
+	char safe[65];
+
+	snprintf(errbuf, errlen, "no VM named '%s'; see 'vpmctl list'",
+		 sanitize_text(safe, sizeof(safe), name, 64));
+	return -ENOENT;
+}
+
+int engine_vm_show(struct engine *en, const char *name, struct json_object **ret, char *errbuf,
+		   size_t errlen)
+{
+	_cleanup_json_ struct json_object *o = json_object_new_object();
+	struct json_object *v = json_object_new_object(), *dev = json_object_new_object();
+	struct vm *vm = find_vm(en, name);
+	char image[PATH_MAX];
+	int r = 0;
+
+	if (!vm)
+		return no_such_vm(name, errbuf, errlen);
+	if (!o || json_add(o, "vm", v) < 0 || vm_summary_json(vm, v) < 0 ||
+	    json_add(v, "stats", vm_stats_json(vm)) < 0 || json_add(v, "device", dev) < 0)
+		return -ENOMEM;
+	snprintf(image, sizeof(image), "%s/%s.img", en->image_dir, vm->name);
+	r |= json_add(v, "epoch_interval_usec", json_object_new_uint64(en->epoch_usec));
+	r |= json_add(v, "headroom_pages", json_object_new_uint64(vm->headroom));
+	r |= json_add(dev, "pool", json_object_new_string(en->pool->config.name));
+	r |= json_add(dev, "index", json_object_new_int((int)vm->dev));
+	r |= json_add(dev, "image", json_object_new_string(image));
+	if (r)
+		return -ENOMEM;
+	*ret = TAKE_PTR(o);
+	return 0;
+}
+
+int engine_stats(struct engine *en, const char *name, struct json_object **ret, char *errbuf,
+		 size_t errlen)
+{
+	_cleanup_json_ struct json_object *o = json_object_new_object();
+	struct json_object *a = json_object_new_array(), *t = json_object_new_object();
+	uint64_t dram = 0, migrations = 0, log_bytes = 0, pm_bytes = 0;
+	struct pm_stats ps = {};
+	int r = 0;
+
+	if (name && !find_vm(en, name))
+		return no_such_vm(name, errbuf, errlen);
+	if (!o || json_add(o, "vms", a) < 0 || json_add(o, "totals", t) < 0)
+		return -ENOMEM;
+	for (struct vm *vm = en ? en->vms : NULL; vm; vm = vm->next) {
+		struct json_object *e = json_object_new_object();
+
+		dram += dram_pages(vm);
+		migrations += vm->promotions + vm->demotions;
+		log_bytes += vm->log_bytes;
+		if (name && !streq(name, vm->name)) {
+			json_object_put(e);
+			continue;
+		}
+		if (json_append(a, e) < 0 || json_add(e, "name", json_object_new_string(vm->name)) < 0 ||
+		    json_add(e, "mode", json_object_new_string(vm_mode_to_string(vm->mode))) < 0 ||
+		    json_add(e, "ratio", json_object_new_double(vm->ratio)) < 0 ||
+		    json_add(e, "stats", vm_stats_json(vm)) < 0)
+			return -ENOMEM;
+	}
+	if (en)
+		pm_store_get_stats(en->store, &ps);
+	pm_bytes = ps.pm_bytes_written;
+	r |= json_add(t, "dram_budget_pages", json_object_new_uint64(en ? en->dram_budget_pages : 0));
+	r |= json_add(t, "dram_used_pages", json_object_new_uint64(dram));
+	r |= json_add(t, "pm_frames_total",
+		      json_object_new_uint64(en ? pm_frames_total(en->store) : 0));
+	r |= json_add(t, "pm_frames_free", json_object_new_uint64(en ? pm_frames_free(en->store) : 0));
+	r |= json_add(t, "log_bytes", json_object_new_uint64(log_bytes));
+	r |= json_add(t, "pm_bytes_written", json_object_new_uint64(pm_bytes));
+	r |= json_add(t, "migrations", json_object_new_uint64(migrations));
+	if (r)
+		return -ENOMEM;
+	*ret = TAKE_PTR(o);
+	return 0;
+}
+
+/* ---- changes ---------------------------------------------------------------------------- */
+
+static int apply_settings(struct vm *vm, const struct engine_settings *s, char *errbuf,
+			  size_t errlen)
+{
+	int r;
+
+	if (s->policy >= 0) {
+		r = set_policy(vm, (enum policy_kind)s->policy, errbuf, errlen);
+		if (r < 0)
+			return r;
+	}
+	if (s->priority >= 0)
+		vm->priority = s->priority;
+	if (s->mode >= 0 && (enum vm_mode)s->mode != vm->mode) {
+		r = switch_mode(vm, (enum vm_mode)s->mode);
+		if (r < 0) {
+			snprintf(errbuf, errlen, "VM '%s' could not switch to mode %s: %s", vm->name,
+				 vm_mode_to_string((enum vm_mode)s->mode), strerror(-r));
+			return r;
+		}
+	}
+	if (vm->mode == VM_MODE_NATIVE)
+		vm->ratio = 1.0;
+	else if (s->set_ratio)
+		vm->ratio = s->ratio;
+	apply_targets(vm);
+	r = save_settings(vm);
+	if (r < 0)
+		log_warning_errno(r, "VM '%s': cannot save its settings under '%s': %m", vm->name,
+				  vm->en->state_dir);
+	log_info("VM '%s': mode %s, ratio %g (%" PRIu64 " PM frames, DRAM share %" PRIu64
+		 " pages), policy %s, priority %d",
+		 vm->name, vm_mode_to_string(vm->mode), vm->ratio, vm->pm_target, vm->dram_share,
+		 policy_kind_to_string(vm->policy.kind), vm->priority);
+	return 0;
+}
+
+int engine_vm_set(struct engine *en, const char *name, const struct engine_settings *s,
+		  struct json_object **ret, char *errbuf, size_t errlen)
+{
+	_cleanup_json_ struct json_object *o = json_object_new_object();
+	struct json_object *a = json_object_new_array();
+	_cleanup_free_ struct plan *plans = NULL;
+	size_t n = 0;
+	int r;
+
+	if (!o || json_add(o, "vms", a) < 0)
+		return -ENOMEM;
+	if (name && !find_vm(en, name))
+		return no_such_vm(name, errbuf, errlen);
+	if (s->set_ratio && !ratio_valid(s->ratio)) {
+		snprintf(errbuf, errlen, "ratio must be a number from 1 to %d", VPM_RATIO_MAX);
+		return -EINVAL;
+	}
+	for (struct vm *vm = en ? en->vms : NULL; vm; vm = vm->next)
+		n++;
+	plans = calloc(MAX(n, 1), sizeof(*plans));
+	if (!plans)
+		return -ENOMEM;
+	n = 0;
+	for (struct vm *vm = en ? en->vms : NULL; vm; vm = vm->next) {
+		enum vm_mode mode = s->mode >= 0 ? (enum vm_mode)s->mode : vm->mode;
+		double ratio = mode == VM_MODE_NATIVE ? 1.0 : s->set_ratio ? s->ratio : vm->ratio;
+
+		if (name && !streq(name, vm->name))
+			continue;
+		if (s->policy == POLICY_ORACLE && !vm->b->has_workload) {
+			snprintf(errbuf, errlen,
+				 "VM '%s' cannot use the oracle policy: vpmd does not know its "
+				 "workload (only simulated guests tell it)",
+				 vm->name);
+			return -EINVAL;
+		}
+		plans[n].vm = vm;
+		targets(vm->n_pages, ratio, mode, &plans[n].pm_target, &plans[n].dram_share,
+			&plans[n].headroom);
+		n++;
+	}
+	r = check_fit(en, plans, n, errbuf, errlen);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_new_object();
+
+		r = apply_settings(plans[i].vm, s, errbuf, errlen);
+		if (r < 0)
+			return r;
+		if (json_append(a, e) < 0 || vm_summary_json(plans[i].vm, e) < 0)
+			return -ENOMEM;
+	}
+	*ret = TAKE_PTR(o);
+	return 0;
+}
+
+/* ---- attach and detach ------------------------------------------------------------------ */
+
+static int find_or_create_device(struct engine *en, struct vm *vm, char *errbuf, size_t errlen)
+{
+	char image[PATH_MAX];
+	struct pm_device_info info = { .name = vm->name, .size_pages = vm->n_pages,
+				       .mode = PM_MODE_EPOCH, .image_path = image };
+	int r;
+
+	if (pm_device_find(en->store, vm->name, &vm->dev) == 0) {
+		if (pm_device_size_pages(en->store, vm->dev) != vm->n_pages) {
+			snprintf(errbuf, errlen,
+				 "VM '%s' asks for %" PRIu64 " pages but its device in pool '%s' "
+				 "has %" PRIu64,
+				 vm->name, vm->n_pages, en->pool->config.name,
+				 pm_device_size_pages(en->store, vm->dev));
+			return -EINVAL;
+		}
+		return 0;
+	}
+	snprintf(image, sizeof(image), "%s/%s.img", en->image_dir, vm->name);
+	r = pm_device_create(en->store, &info, &vm->dev);
+	if (r < 0)
+		snprintf(errbuf, errlen, "no device for VM '%s' in pool '%s': %s", vm->name,
+			 en->pool->config.name, strerror(-r));
+	return r;
+}
+
+static int alloc_tables(struct vm *vm)
+{
+	vm->words = (vm->n_pages + 63) / 64;
+	vm->dirty = calloc(vm->words, 8);
+	vm->accessed = calloc(vm->words, 8);
+	vm->cand = calloc(vm->n_pages, sizeof(uint64_t));
+	vm->punch = calloc(vm->n_pages, sizeof(uint64_t));
+	vm->pick = calloc(vm->n_pages, sizeof(uint64_t));
+	vm->batch = calloc(MIN(vm->n_pages, 4096), sizeof(*vm->batch));
+	if (!vm->dirty || !vm->accessed || !vm->cand || !vm->punch || !vm->pick || !vm->batch)
+		return -ENOMEM;
+	return pt_init(&vm->pt, vm->n_pages);
+}
 
 static void vm_free(struct vm *vm)
 {
@@ -196,245 +1247,186 @@ static void vm_free(struct vm *vm)
 		;
 	if (*p)
 		*p = vm->next;
-	sd_event_source_disable_unref(vm->io);
+	if (vm->b)
+		vm->b->vm = NULL;
 	sd_event_source_disable_unref(vm->epoch_timer);
-	safe_close(vm->conn);
-	if (vm->shared)
-		munmap(vm->shared, vm->ept_size);
-	if (vm->dram)
-		munmap(vm->dram, vm->n_pages * PM_PAGE_SIZE);
-	safe_close(vm->ept_fd);
-	safe_close(vm->dram_fd);
+	oracle_weight_free(vm);
 	pt_done(&vm->pt);
+	free(vm->dirty);
+	free(vm->accessed);
+	free(vm->cand);
+	free(vm->punch);
+	free(vm->pick);
+	free(vm->batch);
 	free(vm->stage);
 	free(vm->pages);
 	free(vm);
 }
 
-/* The guest is gone or done: its last epoch is committed before it is let go. */
-static void vm_detach(struct vm *vm, const char *why)
+/*
+ * A guest vpmd did not start (it ran on while vpmd restarted): take over the mappings it runs
+ * on. A DRAM page is committed at the first boundary (it may hold writes of the epoch vpmd
+ * lost, or of the time vpmd was away); a PM page stays if the store says its frame is the
+ * page's, and otherwise gets its committed content in DRAM.
+ */
+static int adopt_mappings(struct vm *vm)
 {
-	(void)commit_epoch(vm, true);
+	const struct backend_ops *ops = vm->b->ops;
+	uint64_t dram = 0, pm = 0, moved = 0;
+	int r;
+
+	r = ops->pause(vm->b, vm->epoch + 1);
+	if (r < 0)
+		return r;
+	for (uint64_t g = 0; g < vm->n_pages && r >= 0; g++) {
+		struct backend_map m;
+		uint64_t f;
+
+		ops->lookup(vm->b, g, &m);
+		if (m.tier == BACKEND_DRAM && m.frame == g) {
+			place_dram(vm, g, PT_FORCE);
+			dram++;
+		} else if (m.tier == BACKEND_PM &&
+			   pm_frame_lookup(vm->en->store, vm->dev, g, &f) == 0 && f == m.frame) {
+			place_pm(vm, g, f);
+			pm++;
+		} else if (m.tier != BACKEND_UNMAPPED) {
+			r = pm_device_read_page(vm->en->store, vm->dev, g, dram_ptr(vm, g));
+			if (r >= 0)
+				place_dram(vm, g, PT_COMMITTED);
+			moved++;
+		}
+	}
+	if (r >= 0)
+		r = flush_maps(vm);
+	ops->resume(vm->b);
+	if (r < 0)
+		return r;
+	log_info("VM '%s' adopted: %" PRIu64 " DRAM pages (to commit), %" PRIu64 " PM pages, "
+		 "%" PRIu64 " remapped to their committed content",
+		 vm->name, dram, pm, moved);
+	return 0;
+}
+
+int engine_vm_attach(struct engine *en, struct backend_vm *b, char *errbuf, size_t errlen)
+{
+	struct vm *vm;
+	double ratio = b->ratio > 0 ? b->ratio : en->default_ratio;
+	int mode = b->mode[0] ? vm_mode_from_string(b->mode) : VM_MODE_EPOCH;
+	int policy = b->policy[0] ? policy_kind_from_string(b->policy) : POLICY_VPM;
+	int priority = 50, r;
+	struct plan plan = {};
+
+	if (find_vm(en, b->name)) {
+		snprintf(errbuf, errlen, "a VM named '%s' is attached already", b->name);
+		return -EEXIST;
+	}
+	if (mode < 0 || policy < 0 || !ratio_valid(ratio)) {
+		snprintf(errbuf, errlen, "VM '%s' asks for mode '%s', policy '%s', ratio %g: not "
+					 "all are known",
+			 b->name, b->mode, b->policy, ratio);
+		return -EINVAL;
+	}
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	vm->en = en;
+	vm->b = b;
+	snprintf(vm->name, sizeof(vm->name), "%s", b->name);
+	vm->n_pages = b->n_pages;
+	vm->n_vcpus = b->n_vcpus;
+	vm->policy.rng = 0x9e3779b97f4a7c15 ^ b->n_pages;
+	load_settings(vm, &ratio, &mode, &policy, &priority);
+	vm->mode = (enum vm_mode)mode;
+	vm->ratio = vm->mode == VM_MODE_NATIVE ? 1.0 : ratio;
+	vm->priority = priority;
+	targets(vm->n_pages, vm->ratio, vm->mode, &plan.pm_target, &plan.dram_share,
+		&plan.headroom);
+	r = check_fit(en, &plan, 1, errbuf, errlen);
+	if (r < 0) {
+		free(vm);
+		return r;
+	}
+	vm->next = en->vms;
+	en->vms = vm;
+	b->vm = vm;
+	apply_targets(vm);
+	r = alloc_tables(vm);
+	if (r < 0) {
+		snprintf(errbuf, errlen, "out of memory for VM '%s'", vm->name);
+		goto fail;
+	}
+	r = set_policy(vm, (enum policy_kind)policy, errbuf, errlen);
+	if (r < 0)
+		goto fail;
+	r = find_or_create_device(en, vm, errbuf, errlen);
+	if (r < 0)
+		goto fail;
+	vm->epoch = pm_device_last_epoch(en->store, vm->dev);
+	if (b->reattached) {
+		r = adopt_mappings(vm);
+		if (r < 0) {
+			snprintf(errbuf, errlen, "cannot adopt the mappings of VM '%s': %s",
+				 vm->name, strerror(-r));
+			goto fail;
+		}
+		if (vm->mode == VM_MODE_NATIVE && dram_pages(vm) > 0)
+			(void)switch_mode(vm, VM_MODE_NATIVE);
+	}
+	/* accuracy 1 us: sd-event's default would coalesce the epochs to 250 ms */
+	r = sd_event_add_time_relative(en->event, &vm->epoch_timer, CLOCK_MONOTONIC,
+				       en->epoch_usec, 1, on_epoch, vm);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(vm->epoch_timer, SD_EVENT_ON);
+	if (r < 0) {
+		snprintf(errbuf, errlen, "cannot start the epochs of VM '%s': %s", vm->name,
+			 strerror(-r));
+		goto fail;
+	}
+	vm->attach_usec = now_usec(CLOCK_MONOTONIC);
+	{
+		struct backend_guest_stats gs = {};
+
+		b->ops->guest_stats(b, &gs);
+		vm->ops_at_attach = gs.ops;
+	}
+	log_info("VM '%s' %s: %" PRIu64 " pages, %u vCPUs, device %u from epoch %" PRIu64
+		 ", mode %s, ratio %g, policy %s",
+		 vm->name, b->reattached ? "re-attached" : "attached", vm->n_pages, vm->n_vcpus,
+		 vm->dev, vm->epoch, vm_mode_to_string(vm->mode), vm->ratio,
+		 policy_kind_to_string(vm->policy.kind));
+	return 0;
+fail:
+	vm_free(vm);
+	return r;
+}
+
+/*
+ * A guest that is gone or finished gets everything in DRAM committed (as a passed-through
+ * NVDIMM keeps every store when its VM stops); a guest that keeps running while vpmd stops
+ * gets a last regular epoch, and the next vpmd adopts it.
+ */
+void engine_vm_detach(struct vm *vm, const char *why, bool guest_gone)
+{
+	const struct backend_ops *ops = vm->b->ops;
+	uint64_t n;
+
+	if (vm->mode != VM_MODE_NATIVE) {
+		memset(vm->dirty, 0, vm->words * 8);
+		memset(vm->accessed, 0, vm->words * 8);
+		if (guest_gone || ops->pause(vm->b, vm->epoch + 1) >= 0) {
+			ops->harvest(vm->b, vm->dirty, vm->accessed);
+			n = stage_pages(vm, guest_gone || vm->mode == VM_MODE_HINT);
+			if (!guest_gone)
+				ops->resume(vm->b);
+			(void)commit_staged(vm, n);
+		}
+	}
 	log_info("VM '%s' detached (%s) at epoch %" PRIu64, vm->name, why, vm->epoch);
 	vm_free(vm);
 }
 
-static int reply(struct vm *vm, struct sim_msg *m, uint32_t type, int status)
-{
-	m->type = type;
-	m->status = status;
-	return send(vm->conn, m, sizeof(*m), MSG_NOSIGNAL) == (ssize_t)sizeof(*m) ? 0 : -EPIPE;
-}
-
-static int on_guest(sd_event_source *s, int fd, uint32_t revents, void *userdata)
-{
-	struct vm *vm = userdata;
-	struct sim_msg m;
-	ssize_t n;
-	int r = 0;
-
-	(void)s;
-	(void)revents;
-	n = recv(fd, &m, sizeof(m), MSG_DONTWAIT);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return 0;
-	if (n != (ssize_t)sizeof(m) || m.type == SIM_MSG_BYE) {
-		vm_detach(vm, n == (ssize_t)sizeof(m) ? "guest finished" : "connection lost");
-		return 0;
-	}
-	switch (m.type) {
-	case SIM_MSG_FAULT:
-		r = m.gfn < vm->n_pages ? resolve_fault(vm, m.gfn, m.write) : -ERANGE;
-		r = reply(vm, &m, SIM_MSG_FAULT_DONE, r);
-		break;
-	case SIM_MSG_PERSIST:
-		/* epoch mode: stores become durable at the next epoch boundary */
-		r = reply(vm, &m, SIM_MSG_PERSIST_DONE, 0);
-		break;
-	default:
-		log_warning("VM '%s': unexpected message type %u, detaching", vm->name, m.type);
-		r = -EPROTO;
-	}
-	if (r < 0)
-		vm_detach(vm, "protocol error");
-	return 0;
-}
-
-static int make_memfd(const char *name, uint64_t size)
-{
-	int fd = memfd_create(name, MFD_CLOEXEC);
-
-	if (fd >= 0 && ftruncate(fd, (off_t)size) < 0)
-		fd = safe_close(fd);
-	return fd;
-}
-
-static int find_or_create_device(struct engine *en, struct vm *vm)
-{
-	char image[PATH_MAX];
-	struct pm_device_info info = { .name = vm->name, .size_pages = vm->n_pages,
-				       .mode = PM_MODE_EPOCH, .image_path = image };
-
-	if (pm_device_find(en->store, vm->name, &vm->dev) == 0) {
-		if (pm_device_size_pages(en->store, vm->dev) != vm->n_pages)
-			return log_error_errno(EINVAL,
-					       "VM '%s' asks for %" PRIu64 " pages but its device "
-					       "has %" PRIu64,
-					       vm->name, vm->n_pages,
-					       pm_device_size_pages(en->store, vm->dev));
-		return 0;
-	}
-	snprintf(image, sizeof(image), "%s/%s.img", en->image_dir, vm->name);
-	return pm_device_create(en->store, &info, &vm->dev);
-}
-
-static int setup_vm(struct engine *en, struct vm *vm)
-{
-	int r;
-
-	vm->ept_size = SIM_EPT_OFFSET + vm->n_pages * sizeof(uint64_t);
-	vm->ept_fd = make_memfd("vpmd-ept", vm->ept_size);
-	vm->dram_fd = make_memfd("vpmd-vm-dram", vm->n_pages * PM_PAGE_SIZE);
-	if (vm->ept_fd < 0 || vm->dram_fd < 0)
-		return log_error_errno(errno, "VM '%s': cannot create its memory: %m", vm->name);
-	vm->shared = mmap(NULL, vm->ept_size, PROT_READ | PROT_WRITE, MAP_SHARED, vm->ept_fd, 0);
-	vm->dram = mmap(NULL, vm->n_pages * PM_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
-			vm->dram_fd, 0);
-	if (vm->shared == MAP_FAILED || vm->dram == MAP_FAILED) {
-		vm->shared = NULL;
-		vm->dram = NULL;
-		return log_error_errno(errno, "VM '%s': cannot map its memory: %m", vm->name);
-	}
-	*vm->shared = (struct sim_shared){ .magic = SIM_MAGIC, .version = SIM_PROTO_VERSION,
-					   .n_pages = vm->n_pages, .n_vcpus = vm->n_vcpus };
-	vm->ept = (_Atomic uint64_t *)(void *)((uint8_t *)vm->shared + SIM_EPT_OFFSET);
-	vm->stage = malloc(vm->n_pages * PM_PAGE_SIZE);
-	vm->pages = calloc(vm->n_pages, sizeof(*vm->pages));
-	if (!vm->stage || !vm->pages || pt_init(&vm->pt, vm->n_pages) < 0)
-		return log_oom();
-	r = find_or_create_device(en, vm);
-	if (r < 0)
-		return log_error_errno(r, "VM '%s': no device for it in pool '%s': %m", vm->name,
-				       en->pool->config.name);
-	vm->epoch = pm_device_last_epoch(en->store, vm->dev);
-	return 0;
-}
-
-static int welcome(struct vm *vm, int pool_fd)
-{
-	struct sim_msg m = { .type = SIM_MSG_WELCOME, .ept_size = vm->ept_size,
-			     .dram_size = vm->n_pages * PM_PAGE_SIZE,
-			     .pool_size = vm->en->pool->size,
-			     .pm_frames_offset = pm_store_frames_offset(vm->en->store) };
-	char cbuf[CMSG_SPACE(3 * sizeof(int))] = { 0 };
-	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			     .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-	int fds[3] = { vm->ept_fd, vm->dram_fd, pool_fd };
-
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(fds));
-	memcpy(CMSG_DATA(c), fds, sizeof(fds));
-	return sendmsg(vm->conn, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(m) ? 0 : -EPIPE;
-}
-
-/* A VM name also names its image file: letters, digits, '_', '-' and '.' (not first). */
-static bool valid_vm_name(const char *n)
-{
-	if (!n[0] || n[0] == '.')
-		return false;
-	for (const char *p = n; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.'))
-			return false;
-	return true;
-}
-
-static void refuse(int conn, int error)
-{
-	struct sim_msg m = { .type = SIM_MSG_WELCOME, .status = -abs(error) };
-
-	(void)!send(conn, &m, sizeof(m), MSG_NOSIGNAL | MSG_DONTWAIT);
-}
-
-static int on_connect(sd_event_source *s, int fd, uint32_t revents, void *userdata)
-{
-	struct engine *en = userdata;
-	_cleanup_close_ int conn = -1, pool_fd = -1;
-	struct sim_msg m;
-	struct vm *vm;
-	int r;
-
-	(void)s;
-	(void)revents;
-	conn = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-	if (conn < 0)
-		return 0;
-	/* a guest introduces itself at once; bounded so a silent peer cannot stall vpmd */
-	if (setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){ .tv_sec = 1 },
-		       sizeof(struct timeval)) < 0 ||
-	    recv(conn, &m, sizeof(m), 0) != (ssize_t)sizeof(m) || m.type != SIM_MSG_HELLO)
-		return 0;
-	m.name[SIM_NAME_MAX - 1] = '\0';
-	if (m.reattach) {
-		/* adopting a running guest's memory after a restart is not supported yet */
-		log_warning("Guest '%s' asks to re-attach; not supported yet, refusing", m.name);
-		refuse(conn, EOPNOTSUPP);
-		return 0;
-	}
-	if (m.n_pages < 4 || m.n_pages > (UINT64_C(1) << 24) || m.n_vcpus == 0 ||
-	    m.n_vcpus > 64 || !valid_vm_name(m.name)) {
-		refuse(conn, EINVAL);
-		return 0;
-	}
-	for (vm = en->vms; vm; vm = vm->next)
-		if (streq(vm->name, m.name)) {
-			log_warning("Guest '%s' is attached already; refusing a second one", m.name);
-			refuse(conn, EEXIST);
-			return 0;
-		}
-	vm = calloc(1, sizeof(*vm));
-	if (!vm)
-		return log_oom(), 0;
-	vm->en = en;
-	vm->conn = -1;
-	vm->ept_fd = vm->dram_fd = -1;
-	snprintf(vm->name, sizeof(vm->name), "%s", m.name);
-	vm->n_pages = m.n_pages;
-	vm->n_vcpus = m.n_vcpus;
-	vm->next = en->vms;
-	en->vms = vm;
-	r = setup_vm(en, vm);
-	/*
-	 * A fresh open, not a dup: the guest's mapping keeps its open file alive, and vpmd's
-	 * lock on the pool belongs to vpmd's own open file, which must die with vpmd.
-	 */
-	pool_fd = open(en->pool->config.path, O_RDWR | O_CLOEXEC | O_NOCTTY);
-	if (r >= 0 && pool_fd < 0)
-		r = -errno;
-	if (r >= 0) {
-		vm->conn = TAKE_FD(conn);
-		r = welcome(vm, pool_fd);
-	}
-	if (r >= 0)
-		r = sd_event_add_io(en->event, &vm->io, vm->conn, EPOLLIN, on_guest, vm);
-	if (r >= 0)
-		r = sd_event_add_time_relative(en->event, &vm->epoch_timer, CLOCK_MONOTONIC,
-					       en->epoch_usec, 0, on_epoch, vm);
-	if (r >= 0)
-		r = sd_event_source_set_enabled(vm->epoch_timer, SD_EVENT_ON);
-	if (r < 0) {
-		if (conn >= 0)
-			refuse(conn, -r);
-		vm_free(vm);
-		return 0;
-	}
-	log_info("VM '%s' attached: %" PRIu64 " pages, %u vCPUs, device %u, from epoch %" PRIu64,
-		 vm->name, vm->n_pages, vm->n_vcpus, vm->dev, vm->epoch);
-	return 0;
-}
+/* ---- the engine ------------------------------------------------------------------------- */
 
 static int on_checkpoint(sd_event_source *s, uint64_t usec, void *userdata)
 {
@@ -448,10 +1440,18 @@ static int on_checkpoint(sd_event_source *s, uint64_t usec, void *userdata)
 	return sd_event_source_set_time_relative(s, CHECKPOINT_USEC);
 }
 
+void engine_reconfigure(struct engine *en, const struct vpmd_config *c)
+{
+	en->epoch_usec = c->epoch_interval_usec; /* each VM's timer takes it when it next fires */
+	en->dram_budget_pages = c->dram_budget / PM_PAGE_SIZE;
+	en->default_ratio = c->default_ratio;
+	en->rate_pages = (double)c->migration_rate / PM_PAGE_SIZE;
+}
+
 int engine_new(sd_event *event, const struct vpmd_config *c, struct pool *pool,
 	       struct engine **ret)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	_cleanup_free_ char *sock = NULL;
 	struct engine *en;
 	int r;
 
@@ -465,10 +1465,11 @@ int engine_new(sd_event *event, const struct vpmd_config *c, struct pool *pool,
 	en->event = event;
 	en->pool = pool;
 	en->store = pool->store;
-	en->epoch_usec = c->epoch_interval_usec;
-	en->listen_fd = -1;
-	if (asprintf(&en->sock_path, "%s/sim.sock", c->state_dir) < 0 ||
-	    asprintf(&en->image_dir, "%s/images", c->state_dir) < 0) {
+	engine_reconfigure(en, c);
+	en->tokens_usec = now_usec(CLOCK_MONOTONIC);
+	if (asprintf(&sock, "%s/sim.sock", c->state_dir) < 0 ||
+	    asprintf(&en->image_dir, "%s/images", c->state_dir) < 0 ||
+	    !(en->state_dir = strdup(c->state_dir))) {
 		engine_free(en);
 		return log_oom();
 	}
@@ -477,27 +1478,20 @@ int engine_new(sd_event *event, const struct vpmd_config *c, struct pool *pool,
 		engine_free(en);
 		return r;
 	}
-	(void)unlink(en->sock_path); /* ours: the state directory is locked by this vpmd */
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", en->sock_path);
-	en->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (en->listen_fd < 0 || bind(en->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(en->listen_fd, 16) < 0 || chmod(en->sock_path, 0600) < 0) {
-		r = log_error_errno(errno, "Cannot listen on '%s': %m", en->sock_path);
-		engine_free(en);
-		return r;
-	}
-	r = sd_event_add_io(event, &en->listen, en->listen_fd, EPOLLIN, on_connect, en);
-	if (r >= 0)
-		r = sd_event_add_time_relative(event, &en->checkpoint, CLOCK_MONOTONIC,
-					       CHECKPOINT_USEC, 0, on_checkpoint, en);
+	r = sd_event_add_time_relative(event, &en->checkpoint, CLOCK_MONOTONIC, CHECKPOINT_USEC, 0,
+				       on_checkpoint, en);
 	if (r >= 0)
 		r = sd_event_source_set_enabled(en->checkpoint, SD_EVENT_ON);
 	if (r < 0) {
 		engine_free(en);
-		return log_error_errno(r, "Cannot set up the sim backend: %m");
+		return log_error_errno(r, "Cannot set up the engine: %m");
 	}
-	log_info("Sim backend: guests attach on %s; devices in pool '%s'", en->sock_path,
-		 pool->config.name);
+	r = sim_backend_new(en, event, sock, &en->sim);
+	if (r < 0) {
+		engine_free(en);
+		return r;
+	}
+	log_info("Sim backend: guests attach on %s; devices in pool '%s'", sock, pool->config.name);
 	*ret = en;
 	return 0;
 }
@@ -506,22 +1500,14 @@ struct engine *engine_free(struct engine *en)
 {
 	if (!en)
 		return NULL;
+	sim_backend_free(en->sim); /* detaches every VM */
 	while (en->vms)
-		vm_detach(en->vms, "vpmd stopping");
-	sd_event_source_disable_unref(en->listen);
+		vm_free(en->vms);
 	sd_event_source_disable_unref(en->checkpoint);
-	safe_close(en->listen_fd);
-	if (en->sock_path)
-		(void)unlink(en->sock_path);
-	free(en->sock_path);
+	free(en->state_dir);
 	free(en->image_dir);
 	free(en);
 	return NULL;
-}
-
-void engine_set_epoch_interval(struct engine *en, uint64_t usec)
-{
-	en->epoch_usec = usec; /* each VM's timer picks it up when it next fires */
 }
 
 struct pool *engine_pool(struct engine *en)
@@ -529,35 +1515,7 @@ struct pool *engine_pool(struct engine *en)
 	return en ? en->pool : NULL;
 }
 
-struct json_object *engine_vms_json(struct engine *en)
+uint64_t engine_pm_frames_offset(struct engine *en)
 {
-	_cleanup_json_ struct json_object *a = json_object_new_array();
-
-	if (!a)
-		return NULL;
-	for (struct vm *vm = en ? en->vms : NULL; vm; vm = vm->next) {
-		struct json_object *o = json_object_new_object();
-		int r = 0;
-
-		if (json_append(a, o) < 0)
-			return NULL;
-		r |= json_add(o, "name", json_object_new_string(vm->name));
-		r |= json_add(o, "backend", json_object_new_string("sim"));
-		r |= json_add(o, "mode", json_object_new_string("epoch"));
-		r |= json_add(o, "pages", json_object_new_uint64(vm->n_pages));
-		r |= json_add(o, "vcpus", json_object_new_int((int)vm->n_vcpus));
-		r |= json_add(o, "dram_pages", json_object_new_uint64(vm->pt.count[PT_TIER_DRAM]));
-		r |= json_add(o, "pm_pages", json_object_new_uint64(vm->pt.count[PT_TIER_PM]));
-		r |= json_add(o, "epoch", json_object_new_uint64(vm->epoch));
-		r |= json_add(o, "epochs", json_object_new_uint64(vm->epochs));
-		r |= json_add(o, "dirty_pages", json_object_new_uint64(vm->dirty_pages));
-		r |= json_add(o, "faults", json_object_new_uint64(vm->faults));
-		r |= json_add(o, "promotions", json_object_new_uint64(vm->promotions));
-		r |= json_add(o, "pause_usec_max", json_object_new_uint64(vm->pause_usec_max));
-		r |= json_add(o, "ops", json_object_new_uint64(vm->shared->ops));
-		r |= json_add(o, "page_table_bytes", json_object_new_uint64(pt_bytes(&vm->pt)));
-		if (r)
-			return NULL;
-	}
-	return TAKE_PTR(a);
+	return pm_store_frames_offset(en->store);
 }

@@ -1,14 +1,29 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The engine with the simulated backend: vpm-simguest processes attach over
- * <state_dir>/sim.sock (see sim-proto.h); each becomes a VM whose guest PM is a device of the
- * first formatted pool. vpmd resolves their faults (first touch from the device's PM frame or
- * image, promotion of PM pages to DRAM on write), and every epoch_interval it pauses the VM,
- * harvests and clears the dirty bits, stages the dirty DRAM pages, resumes it and commits the
- * epoch to the pool; checkpoints run every second.
+ * The consolidation engine: each VM's guest PM backed by PM frames of the pool and DRAM
+ * frames, in one of three durability modes (DESIGN.md, "Durability modes"):
+ *
+ *   native  every page on a writable PM frame; no epochs (the ratio is 1)
+ *   epoch   PM frames read-only, a write promotes the page to DRAM; every epoch_interval the
+ *           VM is paused, its dirty pages staged, resumed, and the epoch committed to the log
+ *   hint    as epoch, but only the ranges the guest names in persist hints are committed,
+ *           each before its hint returns
+ *
+ * The ratio R gives a VM ceil(pages / R) PM frames (pm_target); the rest of its pages may live
+ * in DRAM (dram_share). At each epoch boundary the policy picks the pages to demote to PM
+ * (the coldest) or promote to DRAM (the hottest), at most as many as the migration rate
+ * allows; between boundaries, pages written in the epoch may exceed the share by a bounded
+ * headroom (a full headroom ends the epoch early). Admission control keeps the sum of every
+ * VM's pm_target within the pool's frames and the sum of DRAM shares and headrooms within
+ * dram_budget.
+ *
+ * Backends attach VMs and deliver their events through the calls at the end (backend.h).
  */
 #ifndef VPMD_ENGINE_H
 #define VPMD_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
 
 #include <systemd/sd-event.h>
 
@@ -18,14 +33,53 @@
 #include "pool.h"
 
 struct engine;
+struct vm;
+struct backend_vm;
+struct backend_event;
 
-/* Listen for simulated guests; the pool must be formatted (its store open). */
+enum vm_mode {
+	VM_MODE_NATIVE,
+	VM_MODE_EPOCH,
+	VM_MODE_HINT,
+	_VM_MODE_MAX,
+};
+
+const char *vm_mode_to_string(enum vm_mode m);
+int vm_mode_from_string(const char *s);
+
+/* Serve VMs whose devices live in pool (formatted: its store open). */
 int engine_new(sd_event *event, const struct vpmd_config *c, struct pool *pool,
 	       struct engine **ret);
 struct engine *engine_free(struct engine *en);
-struct json_object *engine_vms_json(struct engine *en);
-void engine_set_epoch_interval(struct engine *en, uint64_t usec);
+/* A reload: epoch interval, DRAM budget, migration rate and default ratio. */
+void engine_reconfigure(struct engine *en, const struct vpmd_config *c);
 /* The pool whose devices back the VMs. */
 struct pool *engine_pool(struct engine *en);
+uint64_t engine_pm_frames_offset(struct engine *en);
+
+/* ---- the control plane ---- */
+struct json_object *engine_vms_json(struct engine *en);
+int engine_vm_show(struct engine *en, const char *name, struct json_object **ret, char *errbuf,
+		   size_t errlen);
+int engine_stats(struct engine *en, const char *name, struct json_object **ret, char *errbuf,
+		 size_t errlen);
+
+struct engine_settings {
+	bool set_ratio;
+	double ratio;
+	int mode;     /* enum vm_mode, or -1: unchanged */
+	int policy;   /* enum policy_kind, or -1 */
+	int priority; /* 0..100, or -1 */
+};
+
+/* Change one VM (name) or all (NULL): all or nothing; ret lists the VMs changed. */
+int engine_vm_set(struct engine *en, const char *name, const struct engine_settings *s,
+		  struct json_object **ret, char *errbuf, size_t errlen);
+
+/* ---- for backends ---- */
+int engine_vm_attach(struct engine *en, struct backend_vm *b, char *errbuf, size_t errlen);
+void engine_vm_event(struct vm *vm, const struct backend_event *ev);
+/* The guest is gone (its vCPUs no longer run) or vpmd lets it go (it keeps running). */
+void engine_vm_detach(struct vm *vm, const char *why, bool guest_gone);
 
 #endif

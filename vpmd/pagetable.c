@@ -32,16 +32,14 @@ void pt_place(struct pagetable *pt, uint64_t gfn, enum pt_tier tier, uint32_t fr
 
 	pt->count[(old & PT_TIER_MASK) >> PT_TIER_SHIFT]--;
 	pt->count[tier]++;
-	pt->pte[gfn] = (old & HISTORY_MASK) | ((uint64_t)tier << PT_TIER_SHIFT) |
+	pt->pte[gfn] = (old & (HISTORY_MASK | PT_HOME_PM)) | ((uint64_t)tier << PT_TIER_SHIFT) |
 		       (tier == PT_TIER_NONE ? 0 : frame) |
-		       (flags & (PT_DIRTY | PT_WRITABLE | PT_COMMITTED));
+		       (flags & PT_FLAGS);
 }
 
 void pt_set_flags(struct pagetable *pt, uint64_t gfn, uint64_t set, uint64_t clear)
 {
-	const uint64_t allowed = PT_DIRTY | PT_WRITABLE | PT_COMMITTED;
-
-	pt->pte[gfn] = (pt->pte[gfn] | (set & allowed)) & ~(clear & allowed);
+	pt->pte[gfn] = (pt->pte[gfn] | (set & PT_FLAGS)) & ~(clear & PT_FLAGS);
 }
 
 static bool bit(const uint64_t *bitmap, uint64_t i)

@@ -8,6 +8,10 @@
  *   bit  34     dirty: written in the current epoch (set by harvest, cleared by commit)
  *   bit  35     writable: mapped writable in the guest's second-level page table
  *   bit  36     committed: the frame's content equals the newest committed version
+ *   bit  37     force: commit the page at the next epoch boundary even if it is not dirty
+ *               (its PM frame is to be superseded, or vpmd adopted it after a restart)
+ *   bit  38     home PM: its first touch placed it on a PM frame (the static policy's memory;
+ *               kept when the page moves)
  *   bits 40-47  access history: one bit per recent epoch, newest in bit 40
  *   bits 48-55  dirty history: one bit per recent epoch, newest in bit 48
  */
@@ -29,6 +33,9 @@ enum pt_tier {
 #define PT_DIRTY          (UINT64_C(1) << 34)
 #define PT_WRITABLE       (UINT64_C(1) << 35)
 #define PT_COMMITTED      (UINT64_C(1) << 36)
+#define PT_FORCE          (UINT64_C(1) << 37)
+#define PT_HOME_PM        (UINT64_C(1) << 38)
+#define PT_FLAGS          (PT_DIRTY | PT_WRITABLE | PT_COMMITTED | PT_FORCE | PT_HOME_PM)
 #define PT_ACCESS_SHIFT   40
 #define PT_DIRTY_H_SHIFT  48
 #define PT_HISTORY_EPOCHS 8
@@ -65,7 +72,7 @@ static inline bool pt_test(const struct pagetable *pt, uint64_t gfn, uint64_t fl
 	return pt->pte[gfn] & flag;
 }
 
-/* Move a page to a tier and frame; flags other than history are cleared. */
+/* Move a page to a tier and frame; flags other than history and home are replaced. */
 void pt_place(struct pagetable *pt, uint64_t gfn, enum pt_tier tier, uint32_t frame,
 	      uint64_t flags);
 void pt_set_flags(struct pagetable *pt, uint64_t gfn, uint64_t set, uint64_t clear);

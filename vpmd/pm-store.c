@@ -1530,7 +1530,27 @@ int pm_frame_demote(struct pm_store *s, unsigned dv, uint64_t gfn, uint64_t epoc
 		goto out;
 	}
 	if (d->frame_of[gfn]) {
-		r = -EEXIST;
+		/*
+		 * The page has a frame already: one that holds this version or a newer one is
+		 * kept as it is; an older one (superseded by a committed record the log still
+		 * holds) is rewritten in place. A crash before its entry names the new epoch
+		 * leaves the entry at the old epoch, and recovery takes the newer record from the
+		 * log; the entry's epoch and owner are stored apart, so a torn update fails the
+		 * owner's check and the frame is ignored the same way.
+		 */
+		f = d->frame_of[gfn] - 1;
+		e = frame_entry(s, f);
+		if (e->epoch < epoch) {
+			pm_write(s, "frame-data", frame_data(s, f), data, PM_PAGE_SIZE);
+			pm_store_u64(s, "frame-epoch", &e->epoch, epoch);
+			pm_store_u64(s, "frame-owner", &e->owner,
+				     pm_frame_owner(f, dv, gfn, epoch, s->seed));
+			bit_clear(s->frame_stale, f);
+			s->stats.frames_rewritten++;
+		}
+		if (ret_frame)
+			*ret_frame = f;
+		r = 0;
 		goto out;
 	}
 	r = frame_alloc(s, &f);
@@ -1568,6 +1588,24 @@ int pm_frame_lookup(struct pm_store *s, unsigned dv, uint64_t gfn, uint64_t *ret
 uint64_t pm_frames_free(struct pm_store *s)
 {
 	return s->n_free;
+}
+
+uint64_t pm_frames_total(struct pm_store *s)
+{
+	return s->sb.n_frames;
+}
+
+uint64_t pm_device_frames(struct pm_store *s, unsigned dv)
+{
+	struct pm_device *d = dv < PM_MAX_DEVICES ? &s->dev[dv] : NULL;
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (d && d->active)
+		for (uint64_t g = 0; g < d->entry.size_pages; g++)
+			n += d->frame_of[g] != 0;
+	pthread_mutex_unlock(&s->lock);
+	return n;
 }
 
 /* ---- reporting ------------------------------------------------------------------------- */

@@ -75,6 +75,7 @@ struct pm_stats {
 	uint64_t checkpoint_bytes;
 	uint64_t frames_assigned;
 	uint64_t frames_freed;
+	uint64_t frames_rewritten; /* superseded frames a demotion wrote again in place */
 	uint64_t pm_bytes_written; /* all bytes vpmd made durable in the pool (wear) */
 };
 
@@ -117,16 +118,21 @@ int pm_commit(struct pm_store *s, unsigned device, uint64_t epoch, const struct 
 int pm_checkpoint(struct pm_store *s);
 
 /*
- * PM frames. demote copies a committed page version into a new frame and records it. There
- * is no explicit release: once a newer version of the page (a page or a byte range) is
- * committed, the checkpoint that applies it writes the page to the image and then frees the
- * frame, so that nothing is freed before its successor is durable.
+ * PM frames. demote copies a committed page version (as of epoch, which must be committed)
+ * into a frame and records it: a new frame, or the page's own frame rewritten in place when
+ * that holds an older version (a frame that holds this version or a newer one is left as it
+ * is). There is no explicit release: once a newer version of the page (a page or a byte
+ * range) is committed, the checkpoint that applies it writes the page to the image and then
+ * frees the frame, so that nothing is freed before its successor is durable.
  */
 int pm_frame_demote(struct pm_store *s, unsigned device, uint64_t gfn, uint64_t epoch,
 		    const void *data, uint64_t *ret_frame);
 /* The frame holding the page, or -ENOENT. */
 int pm_frame_lookup(struct pm_store *s, unsigned device, uint64_t gfn, uint64_t *ret_frame);
 uint64_t pm_frames_free(struct pm_store *s);
+uint64_t pm_frames_total(struct pm_store *s);
+/* Frames that hold pages of the device now (mapped by its VM or not). */
+uint64_t pm_device_frames(struct pm_store *s, unsigned device);
 
 /* Read a page as a guest would see it after recovery: its frame if it has one, else image. */
 int pm_device_read_page(struct pm_store *s, unsigned device, uint64_t gfn, void *buf);

@@ -35,14 +35,8 @@ uint64_t policy_dram_share(uint64_t n_pages, double ratio)
 	return n_pages - MIN(pm, n_pages);
 }
 
-static bool demotable(const struct pagetable *pt, uint64_t g)
-{
-	return pt_tier(pt, g) == PT_TIER_DRAM && pt_test(pt, g, PT_COMMITTED) &&
-	       !pt_test(pt, g, PT_DIRTY);
-}
-
 struct candidate {
-	double score; /* lower goes first */
+	double score;
 	uint64_t gfn;
 };
 
@@ -55,13 +49,14 @@ static int by_score(const void *a, const void *b)
 	return x->gfn < y->gfn ? -1 : x->gfn > y->gfn;
 }
 
-static double score(struct policy *p, const struct pagetable *pt, uint64_t g)
+double policy_score(struct policy *p, const struct pagetable *pt, uint64_t g)
 {
 	switch (p->kind) {
 	case POLICY_VPM:
+		/* write-hot pages coalesce their writes in DRAM; reads cost less on PM */
 		return 4.0 * pt_dirty_count(pt, g) + pt_access_count(pt, g);
 	case POLICY_LRU:
-		/* older last access first: invert the "epochs since" count */
+		/* the most recently accessed is the hottest */
 		return -(double)pt_last_access(pt, g);
 	case POLICY_ORACLE:
 		return p->weight ? p->weight(p->weight_data, g) : 0;
@@ -69,28 +64,50 @@ static double score(struct policy *p, const struct pagetable *pt, uint64_t g)
 		return (double)(splitmix64(&p->rng) >> 11);
 	case POLICY_STATIC:
 	default:
-		return 0;
+		/* pages whose first touch put them on PM go back there first */
+		return pt_test(pt, g, PT_HOME_PM) ? 0 : 1;
 	}
 }
 
-size_t policy_pick_demotions(struct policy *p, const struct pagetable *pt, size_t max,
-			     uint64_t *out)
+bool policy_swaps(const struct policy *p)
+{
+	return p->kind == POLICY_VPM || p->kind == POLICY_LRU || p->kind == POLICY_ORACLE;
+}
+
+/* The pages of a tier, sorted by score (ascending), the best max of them into out. */
+static size_t pick(struct policy *p, const struct pagetable *pt, enum pt_tier tier, bool hottest,
+		   size_t max, uint64_t *out)
 {
 	struct candidate *c;
 	size_t n = 0;
 
-	if (p->kind == POLICY_STATIC || max == 0)
+	if (max == 0 || pt->count[tier] == 0)
 		return 0;
-	c = malloc(pt->count[PT_TIER_DRAM] * sizeof(*c) + sizeof(*c));
+	c = malloc(pt->count[tier] * sizeof(*c));
 	if (!c)
 		return 0;
-	for (uint64_t g = 0; g < pt->n_pages; g++)
-		if (demotable(pt, g))
-			c[n++] = (struct candidate){ .score = score(p, pt, g), .gfn = g };
+	for (uint64_t g = 0; g < pt->n_pages && n < pt->count[tier]; g++)
+		if (pt_tier(pt, g) == tier) {
+			double sc = policy_score(p, pt, g);
+
+			c[n++] = (struct candidate){ .score = hottest ? -sc : sc, .gfn = g };
+		}
 	qsort(c, n, sizeof(*c), by_score);
 	n = MIN(n, max);
 	for (size_t i = 0; i < n; i++)
 		out[i] = c[i].gfn;
 	free(c);
 	return n;
+}
+
+size_t policy_pick_demotions(struct policy *p, const struct pagetable *pt, size_t max,
+			     uint64_t *out)
+{
+	return pick(p, pt, PT_TIER_DRAM, false, max, out);
+}
+
+size_t policy_pick_promotions(struct policy *p, const struct pagetable *pt, size_t max,
+			      uint64_t *out)
+{
+	return pick(p, pt, PT_TIER_PM, true, max, out);
 }

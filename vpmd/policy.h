@@ -6,7 +6,7 @@
  *
  *   vpm     write-hot pages stay in DRAM (their writes coalesce per epoch); read-mostly and
  *           cold pages go to PM first: the lowest score 4 x dirty epochs + access epochs
- *   static  first touch decides: pages never move for the policy's sake (a baseline)
+ *   static  first touch decides: pages move only as the ratio requires (a baseline)
  *   random  uniformly random DRAM pages (a baseline)
  *   lru     the least recently accessed DRAM pages (a baseline)
  *   oracle  the pages the workload truly touches least (benchmarks: knows the weights)
@@ -14,6 +14,7 @@
 #ifndef VPMD_POLICY_H
 #define VPMD_POLICY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,12 +45,23 @@ struct policy {
 /* DRAM pages a VM of n_pages may keep at ratio r (>= 1): all but the n/r on PM frames. */
 uint64_t policy_dram_share(uint64_t n_pages, double ratio);
 
+/* How much the policy wants a page in DRAM: higher is hotter. */
+double policy_score(struct policy *p, const struct pagetable *pt, uint64_t gfn);
+
 /*
- * Choose up to max committed, clean DRAM pages to demote (pages dirty in the current epoch
- * are never chosen: they are not committed yet). Writes their gfns, coldest first, to out;
- * returns how many. static chooses none.
+ * Choose up to max DRAM pages to demote, coldest first, into out; returns how many. The
+ * engine asks at an epoch boundary, after the commit, when every DRAM page may go (a page
+ * written since is dropped when the next pause finds it dirty). static picks the pages whose
+ * first touch put them on PM (PT_HOME_PM) before any other; random picks at random.
  */
 size_t policy_pick_demotions(struct policy *p, const struct pagetable *pt, size_t max,
 			     uint64_t *out);
+
+/* Choose up to max PM pages to promote, hottest first, into out; returns how many. */
+size_t policy_pick_promotions(struct policy *p, const struct pagetable *pt, size_t max,
+			      uint64_t *out);
+
+/* Whether the policy exchanges hot PM pages for cold DRAM pages once the ratio is met. */
+bool policy_swaps(const struct policy *p);
 
 #endif

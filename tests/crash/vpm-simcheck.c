@@ -7,6 +7,9 @@
  *   vpm-simcheck POOL NAME HISTORY_DIR SEED prefix   the device must equal the image after
  *                                                   some prefix of the writes (a consistent
  *                                                   cut: what a crash may leave)
+ *   vpm-simcheck POOL NAME HISTORY_DIR SEED hint     every write whose persist hint returned
+ *                                                   is there, or a later write over it (hint
+ *                                                   mode: other writes may or may not be)
  *
  * It opens the pool read-write, so recovery runs first, as vpmd's start would. Exit 0 on a
  * match, 1 otherwise.
@@ -23,10 +26,7 @@
 #include "random-util.h"
 #include "sim-proto.h"
 
-struct rec {
-	uint64_t seq, gfn;
-	uint32_t offset, len;
-};
+#define rec sim_history_record
 
 static int by_seq(const void *a, const void *b)
 {
@@ -40,9 +40,12 @@ static int by_seq(const void *a, const void *b)
  * ends at the first gap (a guest still running has writes in its buffers, but everything
  * before its last pause is on disk).
  */
-static struct rec *load_history(const char *dir, const char *name, bool complete, size_t *ret_n)
+enum gaps { GAPS_ARE_ERRORS, GAPS_END_IT, GAPS_KEPT };
+
+static struct rec *load_history(const char *dir, const char *name, enum gaps gaps, size_t *ret_n,
+			       struct rec **ret_persisted, size_t *ret_n_persisted)
 {
-	size_t n = 0, alloc = 1 << 16, prefix = strlen(name);
+	size_t n_persisted = 0, n = 0, alloc = 1 << 16, prefix = strlen(name);
 	struct rec *all = malloc(alloc * sizeof(*all));
 	struct dirent *de;
 	DIR *d = opendir(dir);
@@ -68,15 +71,32 @@ static struct rec *load_history(const char *dir, const char *name, bool complete
 			}
 			if (fread(&all[n], sizeof(*all), 1, f) != 1)
 				break;
+			if (all[n].flags & SIM_HIST_PERSISTED)
+				n_persisted++;
 			n++;
 		}
 		fclose(f);
 	}
 	closedir(d);
+	/* the persisted marks go to their own array; the writes stay, in order */
+	struct rec *marks = malloc((n_persisted + 1) * sizeof(*marks));
+	size_t w = 0, m = 0;
+
+	if (!marks)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (all[i].flags & SIM_HIST_PERSISTED)
+			marks[m++] = all[i];
+		else
+			all[w++] = all[i];
+	}
+	n = w;
+	*ret_persisted = marks;
+	*ret_n_persisted = m;
 	qsort(all, n, sizeof(*all), by_seq);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n && gaps != GAPS_KEPT; i++)
 		if (all[i].seq != i) {
-			if (!complete) {
+			if (gaps == GAPS_END_IT) {
 				n = i;
 				break;
 			}
@@ -122,6 +142,66 @@ static int check(const struct rec *h, size_t n, const uint8_t *dev, uint8_t *img
 	return 1;
 }
 
+static size_t lower_bound(const struct rec *h, size_t n, uint64_t seq)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (h[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* The 8-byte word at byte offset off of write w's pattern. */
+static uint64_t pattern_word(const struct rec *w, uint32_t off, uint64_t seed)
+{
+	uint8_t buf[PM_PAGE_SIZE];
+
+	sim_write_pattern(buf, off - w->offset + 8, w->seq, seed);
+	return *(uint64_t *)(void *)(buf + off - w->offset);
+}
+
+/*
+ * Hint mode: for every word of every write whose hint returned, the device holds that write's
+ * word or the word of a later write to the same place.
+ */
+static int check_hints(const struct rec *h, size_t n, const struct rec *marks, size_t n_marks,
+		       const uint8_t *dev, uint64_t pages, uint64_t seed, const char *name)
+{
+	uint64_t bad = 0, words = 0;
+
+	for (size_t i = 0; i < n_marks; i++) {
+		const struct rec *p = &marks[i];
+
+		if (p->gfn >= pages || p->offset + p->len > PM_PAGE_SIZE)
+			return 1;
+		for (uint32_t off = p->offset; off < p->offset + p->len; off += 8) {
+			uint64_t have = *(const uint64_t *)(const void *)(dev + p->gfn * PM_PAGE_SIZE + off);
+			bool ok = false;
+
+			/* h is in seq order: writes from p's own on */
+			for (size_t j = lower_bound(h, n, p->seq); j < n && !ok; j++)
+				if (h[j].gfn == p->gfn && h[j].offset <= off && off < h[j].offset + h[j].len)
+					ok = pattern_word(&h[j], off, seed) == have;
+			words++;
+			bad += !ok;
+		}
+	}
+	if (bad) {
+		fprintf(stderr, "vpm-simcheck: %s: %" PRIu64 " of %" PRIu64 " persisted words lost\n",
+			name, bad, words);
+		return 1;
+	}
+	printf("vpm-simcheck: %s holds all %zu persisted writes (%" PRIu64 " words)\n", name,
+	       n_marks, words);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	char pname[] = "check";
@@ -129,7 +209,9 @@ int main(int argc, char **argv)
 	struct pool *p = NULL;
 	struct pm_store *s = NULL;
 	struct pm_recovery rep;
-	struct rec *h;
+	struct rec *h, *marks = NULL;
+	size_t n_marks = 0;
+	bool hint;
 	uint8_t *dev, *img;
 	uint64_t pages, seed;
 	size_t n;
@@ -143,6 +225,7 @@ int main(int argc, char **argv)
 	pc.path = argv[1];
 	seed = strtoull(argv[4], NULL, 0);
 	prefix = strcmp(argv[5], "prefix") == 0;
+	hint = strcmp(argv[5], "hint") == 0;
 	if (pool_open(&pc, &p) < 0 || pm_store_open(p, false, &s, &rep) < 0) {
 		fprintf(stderr, "vpm-simcheck: cannot recover the pool: %s\n", rep.problem);
 		return 1;
@@ -151,7 +234,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vpm-simcheck: no device '%s'\n", argv[2]);
 		return 1;
 	}
-	h = load_history(argv[3], argv[2], !prefix, &n);
+	h = load_history(argv[3], argv[2], hint ? GAPS_KEPT : prefix ? GAPS_END_IT : GAPS_ARE_ERRORS,
+			 &n, &marks, &n_marks);
 	if (!h)
 		return 1;
 	pages = pm_device_size_pages(s, d);
@@ -164,8 +248,12 @@ int main(int argc, char **argv)
 			return 1;
 
 	/* mismatched counts the pages where the replayed image differs from the device */
-	r = check(h, n, dev, img, pages, seed, prefix, argv[2]);
+	if (hint)
+		r = check_hints(h, n, marks, n_marks, dev, pages, seed, argv[2]);
+	else
+		r = check(h, n, dev, img, pages, seed, prefix, argv[2]);
 	free(h);
+	free(marks);
 	free(dev);
 	free(img);
 	pm_store_close(s);

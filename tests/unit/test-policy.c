@@ -65,7 +65,7 @@ START_TEST(test_vpm_keeps_write_hot_pages)
 }
 END_TEST
 
-START_TEST(test_never_uncommitted_or_other_tiers)
+START_TEST(test_only_its_tier)
 {
 	struct pagetable pt;
 	struct policy p = { .kind = POLICY_LRU };
@@ -73,15 +73,37 @@ START_TEST(test_never_uncommitted_or_other_tiers)
 	size_t n;
 
 	setup_table(&pt);
-	pt_set_flags(&pt, 13, PT_DIRTY, 0);                  /* written this epoch */
-	pt_set_flags(&pt, 14, 0, PT_COMMITTED);              /* not yet committed */
-	pt_place(&pt, 15, PT_TIER_PM, 3, PT_COMMITTED);      /* already on PM */
+	pt_place(&pt, 15, PT_TIER_PM, 3, PT_COMMITTED); /* already on PM */
+	pt_place(&pt, 14, PT_TIER_NONE, 0, 0);           /* only in the image */
 	n = policy_pick_demotions(&p, &pt, 16, out);
-	ck_assert_uint_eq(n, 13);
+	ck_assert_uint_eq(n, 14);
 	for (size_t i = 0; i < n; i++)
-		ck_assert_uint_lt(out[i], 13); /* not 13, 14 or 15 */
-	/* lru: the least recently used first (12 was never touched) */
-	ck_assert_uint_eq(out[0], 12);
+		ck_assert_uint_lt(out[i], 14); /* not 14 or 15 */
+	/* lru: the least recently used first (12 and 13 were never touched) */
+	ck_assert(out[0] == 12 || out[0] == 13);
+	/* promotions come from PM only: page 15 is the one there */
+	ck_assert_uint_eq(policy_pick_promotions(&p, &pt, 16, out), 1);
+	ck_assert_uint_eq(out[0], 15);
+	pt_done(&pt);
+}
+END_TEST
+
+START_TEST(test_promotions_hottest_first)
+{
+	struct pagetable pt;
+	struct policy p = { .kind = POLICY_VPM };
+	uint64_t out[16];
+
+	setup_table(&pt);
+	/* move everything to PM: the vpm policy brings back the write-hot pages first */
+	for (uint32_t g = 0; g < 16; g++)
+		pt_place(&pt, g, PT_TIER_PM, g, PT_COMMITTED);
+	ck_assert_uint_eq(policy_pick_promotions(&p, &pt, 8, out), 8);
+	for (int i = 0; i < 4; i++)
+		ck_assert_uint_lt(out[i], 4);
+	for (int i = 4; i < 8; i++)
+		ck_assert(out[i] >= 4 && out[i] < 8);
+	ck_assert(policy_swaps(&p));
 	pt_done(&pt);
 }
 END_TEST
@@ -95,7 +117,14 @@ START_TEST(test_baselines)
 	uint64_t a[16], b[16];
 
 	setup_table(&pt);
-	ck_assert_uint_eq(policy_pick_demotions(&st, &pt, 8, a), 0);
+	/* static: pages whose first touch was on PM go back there first, then gfn order */
+	pt_set_flags(&pt, 9, PT_HOME_PM, 0);
+	pt_set_flags(&pt, 3, PT_HOME_PM, 0);
+	ck_assert_uint_eq(policy_pick_demotions(&st, &pt, 3, a), 3);
+	ck_assert_uint_eq(a[0], 3);
+	ck_assert_uint_eq(a[1], 9);
+	ck_assert_uint_eq(a[2], 0);
+	ck_assert(!policy_swaps(&st) && !policy_swaps(&rnd));
 	ck_assert_uint_eq(policy_pick_demotions(&rnd, &pt, 8, a), 8);
 	ck_assert_uint_eq(policy_pick_demotions(&rnd2, &pt, 8, b), 8);
 	ck_assert_int_ne(memcmp(a, b, sizeof(a[0]) * 8), 0);
@@ -113,7 +142,8 @@ static Suite *policy_suite(void)
 
 	tcase_add_test(tc, test_dram_share);
 	tcase_add_test(tc, test_vpm_keeps_write_hot_pages);
-	tcase_add_test(tc, test_never_uncommitted_or_other_tiers);
+	tcase_add_test(tc, test_only_its_tier);
+	tcase_add_test(tc, test_promotions_hottest_first);
 	tcase_add_test(tc, test_baselines);
 	suite_add_tcase(s, tc);
 	return s;

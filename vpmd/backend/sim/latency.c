@@ -31,6 +31,8 @@ int latency_model_parse(const char *s, struct latency_model *m)
 			field = &n.pm_read_ns;
 		else if (streq(tok, "pm_write"))
 			field = &n.pm_write_ns;
+		else if (streq(tok, "fault"))
+			field = &n.fault_ns;
 		else
 			return -EINVAL;
 		if (parse_uint_range(eq + 1, 1, 100000, &v) < 0)

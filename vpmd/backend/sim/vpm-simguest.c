@@ -10,7 +10,7 @@
  *
  *   vpm-simguest -s SOCKET -n NAME -p PAGES [-c VCPUS] [-w WORKLOAD] [-t THETA] [-W WRITE%]
  *                [-S SEED] [-o OPS | -d SECONDS] [-H HISTORY_DIR] [-l LATENCY]
- *                [-R REATTACH_SECONDS]
+ *                [-R REATTACH_SECONDS] [-r RATIO] [-m MODE] [-P POLICY]
  *
  * If vpmd goes away the vCPUs go on with their mappings and the guest re-attaches when vpmd
  * is back (giving up after REATTACH_SECONDS, default 60). It prints one JSON line of results
@@ -41,13 +41,6 @@
 
 #define PAGE 4096u
 
-struct history_record {
-	uint64_t seq;
-	uint64_t gfn;
-	uint32_t offset;
-	uint32_t len;
-};
-
 struct vcpu {
 	struct guest *g;
 	unsigned id;
@@ -60,6 +53,8 @@ struct vcpu {
 	struct sim_msg request; /* ...this one: sent again after a re-attach */
 	FILE *history;
 	uint64_t ops, modeled_ns, sink;
+	uint64_t reported_ns; /* of modeled_ns, what is in the shared table already */
+	uint64_t last_seq;    /* of this vCPU's last write */
 };
 
 struct guest {
@@ -67,6 +62,8 @@ struct guest {
 	uint64_t n_pages, max_ops, seconds, seed;
 	uint64_t reattach_seconds; /* how long to wait for a vpmd that went away */
 	unsigned n_vcpus;
+	double ratio;             /* the settings it asks for; 0 / "" = vpmd's defaults */
+	const char *mode, *policy;
 	struct workload_params wp;
 	struct workload *wl;
 	struct latency_model lat;
@@ -98,11 +95,23 @@ static int send_msg(struct guest *g, const struct sim_msg *m)
 	return n == (ssize_t)sizeof(*m) ? 0 : -EPIPE;
 }
 
+/* Who the guest is, what it asks for, and (for the oracle policy) what it runs. */
+static void fill_hello(const struct guest *g, struct sim_msg *m, bool reattach)
+{
+	*m = (struct sim_msg){ .type = SIM_MSG_HELLO, .n_pages = g->n_pages,
+			       .n_vcpus = g->n_vcpus, .reattach = reattach, .ratio = g->ratio,
+			       .wl_kind = g->wp.kind + 1, .wl_write_pct = g->wp.write_pct,
+			       .wl_theta = g->wp.theta, .wl_seed = g->wp.seed };
+	snprintf(m->name, sizeof(m->name), "%s", g->name);
+	snprintf(m->mode, sizeof(m->mode), "%s", g->mode ? g->mode : "");
+	snprintf(m->policy, sizeof(m->policy), "%s", g->policy ? g->policy : "");
+}
+
 /* HELLO, then WELCOME with three fds: the EPT table, the DRAM frames, the pool. */
 static void attach(struct guest *g)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct sim_msg m = { .type = SIM_MSG_HELLO, .n_pages = g->n_pages, .n_vcpus = g->n_vcpus };
+	struct sim_msg m;
 	char cbuf[CMSG_SPACE(3 * sizeof(int))];
 	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
@@ -116,7 +125,7 @@ static void attach(struct guest *g)
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g->socket_path);
 	if (connect(g->sock, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		die(g->socket_path);
-	snprintf(m.name, sizeof(m.name), "%s", g->name);
+	fill_hello(g, &m, false);
 	if (send_msg(g, &m) < 0)
 		die("hello");
 	if (recvmsg(g->sock, &mh, MSG_CMSG_CLOEXEC) != (ssize_t)sizeof(m) || m.type != SIM_MSG_WELCOME)
@@ -168,9 +177,11 @@ static uint8_t *frame_of(struct guest *g, uint64_t e)
 	return g->dram + f * PAGE;
 }
 
+/* Stopped by a pause: the time counts as the vCPU's (modeled time includes stalls). */
 static void park(struct vcpu *v)
 {
 	struct guest *g = v->g;
+	uint64_t t0 = now_usec(CLOCK_MONOTONIC);
 
 	if (v->history)
 		fflush(v->history);
@@ -178,6 +189,7 @@ static void park(struct vcpu *v)
 	while (__atomic_load_n(&g->shared->pause, __ATOMIC_ACQUIRE) && !g->failed)
 		nanosleep(&(struct timespec){ .tv_nsec = 20000 }, NULL);
 	__atomic_sub_fetch(&g->shared->parked, 1, __ATOMIC_SEQ_CST);
+	v->modeled_ns += (now_usec(CLOCK_MONOTONIC) - t0) * NSEC_PER_USEC;
 }
 
 /* Send a request (a fault or a persist hint) and wait for vpmd's answer; counts as parked. */
@@ -187,6 +199,9 @@ static int call_vpmd(struct vcpu *v, struct sim_msg *m)
 	int r;
 
 	m->vcpu = v->id;
+	/* a pause may close the epoch while this vCPU waits: its writes are in the history */
+	if (v->history)
+		fflush(v->history);
 	pthread_mutex_lock(&v->lock);
 	v->fault_done = false;
 	v->request = *m;
@@ -233,12 +248,13 @@ static int access_page(struct vcpu *v, const struct workload_access *a)
 
 		if (call_vpmd(v, &m) < 0)
 			return -EPIPE;
+		v->modeled_ns += g->lat.fault_ns;
 	}
 	p = frame_of(g, e);
 	if (!p)
 		return -EFAULT;
 	if (a->write) {
-		struct history_record h = { .gfn = a->gfn, .offset = a->offset, .len = a->len };
+		struct sim_history_record h = { .gfn = a->gfn, .offset = a->offset, .len = a->len };
 
 		lock_page(g, a->gfn);
 		/* the mapping may have moved while we waited for the lock */
@@ -248,6 +264,7 @@ static int access_page(struct vcpu *v, const struct workload_access *a)
 			return 1; /* retry the access */
 		}
 		h.seq = __atomic_fetch_add(&g->shared->writes, 1, __ATOMIC_SEQ_CST);
+		v->last_seq = h.seq;
 		sim_write_pattern(p + a->offset, a->len, h.seq, g->seed);
 		atomic_fetch_or_explicit(&g->ept[a->gfn], SIM_EPT_DIRTY | SIM_EPT_ACCESSED,
 					 memory_order_release);
@@ -268,8 +285,25 @@ static int access_page(struct vcpu *v, const struct workload_access *a)
 			fflush(v->history); /* a persisted write is in the history first */
 		if (call_vpmd(v, &m) < 0)
 			return -EPIPE;
+		if (v->history) {
+			struct sim_history_record mark = { .seq = v->last_seq, .gfn = a->gfn,
+							   .offset = a->offset, .len = a->len,
+							   .flags = SIM_HIST_PERSISTED };
+
+			if (fwrite(&mark, sizeof(mark), 1, v->history) != 1 ||
+			    fflush(v->history) != 0)
+				return -EIO;
+		}
 	}
 	return 0;
+}
+
+/* Modeled time goes to the shared table as it accrues, so vpmd's stats see it live. */
+static void report_modeled(struct vcpu *v)
+{
+	__atomic_add_fetch(&v->g->shared->modeled_ns, v->modeled_ns - v->reported_ns,
+			   __ATOMIC_RELAXED);
+	v->reported_ns = v->modeled_ns;
 }
 
 static void *vcpu_main(void *arg)
@@ -300,10 +334,12 @@ static void *vcpu_main(void *arg)
 		}
 		v->ops++;
 		__atomic_add_fetch(&g->shared->ops, 1, __ATOMIC_RELAXED);
+		if ((v->ops & 255) == 0)
+			report_modeled(v);
 	}
 	if (v->history)
 		fflush(v->history);
-	__atomic_add_fetch(&g->shared->modeled_ns, v->modeled_ns, __ATOMIC_RELAXED);
+	report_modeled(v);
 	/* a vCPU that is done stays stopped: vpmd's pauses must not wait for it */
 	__atomic_add_fetch(&g->shared->parked, 1, __ATOMIC_SEQ_CST);
 	return NULL;
@@ -326,8 +362,7 @@ static void wake_all(struct guest *g)
 static bool reattach(struct guest *g)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct sim_msg m = { .type = SIM_MSG_HELLO, .n_pages = g->n_pages, .n_vcpus = g->n_vcpus,
-			     .reattach = 1 };
+	struct sim_msg m;
 	char cbuf[CMSG_SPACE(2 * sizeof(int))] = { 0 };
 	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
@@ -335,8 +370,8 @@ static bool reattach(struct guest *g)
 	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 	int fds[2] = { g->ept_fd, g->dram_fd };
 
+	fill_hello(g, &m, true);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g->socket_path);
-	snprintf(m.name, sizeof(m.name), "%s", g->name);
 	c->cmsg_level = SOL_SOCKET;
 	c->cmsg_type = SCM_RIGHTS;
 	c->cmsg_len = CMSG_LEN(sizeof(fds));
@@ -421,7 +456,8 @@ static void usage(void)
 		"usage: vpm-simguest -s SOCKET -n NAME -p PAGES [-c VCPUS] [-w zipf-kv|log|btree|scan]\n"
 		"                    [-t THETA] [-W WRITE%%] [-S SEED] [-o OPS | -d SECONDS]\n"
 		"                    [-H HISTORY_DIR] [-l dram_read=N,pm_read=N,...]\n"
-		"                    [-R REATTACH_SECONDS]\n");
+		"                    [-R REATTACH_SECONDS] [-r RATIO] [-m native|epoch|hint]\n"
+		"                    [-P vpm|static|random|lru|oracle]\n");
 	exit(2);
 }
 
@@ -434,7 +470,7 @@ static void parse_args(struct guest *g, int argc, char **argv)
 	g->lat = LATENCY_MODEL_DEFAULT;
 	g->seed = 1;
 	g->reattach_seconds = 60;
-	while ((c = getopt(argc, argv, "s:n:p:c:w:t:W:S:o:d:H:l:R:")) >= 0) {
+	while ((c = getopt(argc, argv, "s:n:p:c:w:t:W:S:o:d:H:l:R:r:m:P:")) >= 0) {
 		switch (c) {
 		case 's': g->socket_path = optarg; break;
 		case 'n': g->name = optarg; break;
@@ -453,6 +489,12 @@ static void parse_args(struct guest *g, int argc, char **argv)
 		case 'd': g->seconds = strtoull(optarg, NULL, 0); break;
 		case 'H': g->history_dir = optarg; break;
 		case 'R': g->reattach_seconds = strtoull(optarg, NULL, 0); break;
+		case 'r':
+			if (parse_ratio(optarg, &g->ratio) < 0)
+				usage();
+			break;
+		case 'm': g->mode = optarg; break;
+		case 'P': g->policy = optarg; break;
 		case 'l':
 			if (latency_model_parse(optarg, &g->lat) < 0)
 				usage();
