@@ -58,7 +58,9 @@ struct vm {
 	uint8_t *stage;
 	struct pm_page *pages;
 	uint64_t stage_cap;
-	uint64_t *cand, n_cand;   /* demotion candidates, write-protected at the next pause */
+	uint64_t *cand, n_cand;   /* pages to demote, write-protected at the pause */
+	uint64_t *rank, n_rank;   /* DRAM pages, coldest first, as of the last boundary */
+	uint64_t boundary_dram, boundary_pm; /* placement after the last boundary's moves */
 	uint64_t *punch, n_punch; /* DRAM pages demoted: their memory goes at the next pause */
 	uint64_t *pick;           /* scratch for the policy */
 	struct backend_map *batch;
@@ -370,8 +372,8 @@ static int demote_one(struct vm *vm, uint64_t g)
 	return 0;
 }
 
-/* The candidates write-protected at the last pause move to PM. */
-static void demote_candidates(struct vm *vm)
+/* The victims write-protected at the pause move to PM. */
+static void demote_victims(struct vm *vm)
 {
 	uint64_t failed = 0;
 	int r = 0;
@@ -379,8 +381,6 @@ static void demote_candidates(struct vm *vm)
 	for (uint64_t i = 0; i < vm->n_cand; i++) {
 		uint64_t g = vm->cand[i];
 
-		if (pt_tier(&vm->pt, g) != PT_TIER_DRAM || pt_test(&vm->pt, g, PT_WRITABLE))
-			continue; /* dropped at the pause */
 		r = demote_one(vm, g);
 		if (r < 0) {
 			/* it stays in DRAM, writable again */
@@ -395,23 +395,32 @@ static void demote_candidates(struct vm *vm)
 				  failed);
 }
 
-/*
- * With the VM paused: write-protect the candidates, so their DRAM copy stays what the commit
- * made durable. A regular boundary drops those written since they were picked (they are hot
- * after all); an early one keeps them all (the commit under way takes their content).
- */
-static void protect_candidates(struct vm *vm, bool keep_dirty)
+static void take_victim(struct vm *vm, uint64_t g)
 {
-	for (uint64_t i = 0; i < vm->n_cand; i++) {
-		uint64_t g = vm->cand[i];
+	pt_set_flags(&vm->pt, g, 0, PT_WRITABLE);
+	queue_map(vm, g, BACKEND_DRAM, g, false);
+	vm->cand[vm->n_cand++] = g;
+}
 
-		if (pt_tier(&vm->pt, g) != PT_TIER_DRAM)
-			continue;
-		if (!keep_dirty && bit_test(vm->dirty, g))
-			continue;
-		pt_set_flags(&vm->pt, g, 0, PT_WRITABLE);
-		queue_map(vm, g, BACKEND_DRAM, g, false);
+/*
+ * With the VM paused: choose want DRAM pages to demote and write-protect them, so their DRAM
+ * copy stays what the commit under way makes durable. The coldest first, from the ranking
+ * the policy made at the last boundary, skipping pages written in this epoch; if that is not
+ * enough, any DRAM page (the commit under way takes a dirty one's content).
+ */
+static void choose_victims(struct vm *vm, uint64_t want)
+{
+	vm->n_cand = 0;
+	for (uint64_t i = 0; i < vm->n_rank && vm->n_cand < want; i++) {
+		uint64_t g = vm->rank[i];
+
+		if (pt_tier(&vm->pt, g) == PT_TIER_DRAM && pt_test(&vm->pt, g, PT_WRITABLE) &&
+		    !bit_test(vm->dirty, g))
+			take_victim(vm, g);
 	}
+	for (uint64_t g = 0; g < vm->n_pages && vm->n_cand < want; g++)
+		if (pt_tier(&vm->pt, g) == PT_TIER_DRAM && pt_test(&vm->pt, g, PT_WRITABLE))
+			take_victim(vm, g);
 	(void)flush_maps(vm);
 }
 
@@ -423,65 +432,64 @@ static void promote_one(struct vm *vm, uint64_t g, uint64_t flags)
 	vm->migrated_bytes += PM_PAGE_SIZE;
 }
 
+/* Promoted for the policy's sake: its frame goes once the forced commit supersedes it. */
+static void promote_hottest(struct vm *vm, uint64_t n)
+{
+	n = policy_pick_promotions(&vm->policy, &vm->pt, n, vm->pick);
+	for (uint64_t i = 0; i < n; i++)
+		promote_one(vm, vm->pick[i], PT_FORCE);
+	(void)flush_maps(vm);
+}
+
 /*
- * After a boundary: decide the next migrations. Over the DRAM share: the coldest DRAM pages
- * become candidates (demoted at the next boundary). Over pm_target: the hottest PM pages move
- * to DRAM now (their frames go once the forced commit supersedes them). At the target, a
- * policy that swaps exchanges PM pages hotter than the coldest DRAM pages.
+ * After a boundary's demotions: rank the DRAM pages for the next pause, note whether the VM
+ * meets its ratio, and move PM pages to DRAM when the VM holds more PM pages than its
+ * pm_target (the ratio went up), or, for a policy that swaps, PM pages hotter than the
+ * coldest DRAM pages (the next pause demotes as many of the coldest).
  */
 static void plan_migrations(struct vm *vm)
 {
 	uint64_t dram = dram_pages(vm), pm = pm_pages(vm);
 	uint64_t over = dram > vm->dram_share ? dram - vm->dram_share : 0;
 	uint64_t under = pm > vm->pm_target ? pm - vm->pm_target : 0;
-	uint64_t n;
+	double margin;
+	uint64_t n, k = 0;
 
+	vm->n_rank = policy_pick_demotions(&vm->policy, &vm->pt, dram, vm->rank);
+	if (under)
+		promote_hottest(vm, take_tokens(vm, under));
+	pm = pm_pages(vm);
+	under = pm > vm->pm_target ? pm - vm->pm_target : 0;
 	vm->migrating = over + under;
 	vm->converged = vm->migrating == 0;
-	vm->n_cand = 0;
-	if (over) {
-		n = take_tokens(vm, over);
-		vm->n_cand = policy_pick_demotions(&vm->policy, &vm->pt, n, vm->cand);
+	vm->boundary_dram = dram_pages(vm);
+	vm->boundary_pm = pm;
+	if (!vm->converged || !policy_swaps(&vm->policy) || pm == 0 || vm->n_rank == 0)
 		return;
-	}
-	if (under) {
-		n = take_tokens(vm, MIN(under, vm->dram_share + vm->headroom - dram));
-		n = policy_pick_promotions(&vm->policy, &vm->pt, n, vm->pick);
-		for (uint64_t i = 0; i < n; i++)
-			promote_one(vm, vm->pick[i], PT_FORCE);
-		(void)flush_maps(vm);
-		return;
-	}
-	if (!policy_swaps(&vm->policy) || pm == 0 || dram == 0)
-		return;
-	/* swaps: a few per epoch, the hottest PM pages against the coldest DRAM pages */
-	n = MIN(MIN(pm, dram), MAX(vm->n_pages / 64, 1));
+	/* a few swaps per epoch: the hottest PM pages against the coldest DRAM pages */
+	n = MIN(MIN(pm, vm->n_rank), MAX(vm->n_pages / 64, 1));
 	n = policy_pick_promotions(&vm->policy, &vm->pt, n, vm->pick);
-	uint64_t m = policy_pick_demotions(&vm->policy, &vm->pt, n, vm->cand), k = 0;
-
-	/* vpm wants a clear difference (its scores are epoch counts): no swaps back and forth */
-	double margin = vm->policy.kind == POLICY_VPM ? 2.0 : 0.0;
-
-	while (k < MIN(n, m) && policy_score(&vm->policy, &vm->pt, vm->pick[k]) >
-					policy_score(&vm->policy, &vm->pt, vm->cand[k]) + margin)
+	/* vpm wants a clear difference (its scores count epochs): no swapping back and forth */
+	margin = vm->policy.kind == POLICY_VPM ? 2.0 : 0.0;
+	while (k < n && policy_score(&vm->policy, &vm->pt, vm->pick[k]) >
+				policy_score(&vm->policy, &vm->pt, vm->rank[k]) + margin)
 		k++;
-	k = take_tokens(vm, 2 * k) / 2;
-	k = MIN(k, vm->headroom);
+	k = MIN(take_tokens(vm, 2 * k) / 2, vm->headroom);
 	for (uint64_t i = 0; i < k; i++)
 		promote_one(vm, vm->pick[i], PT_FORCE);
 	(void)flush_maps(vm);
-	vm->n_cand = k;
 }
 
 /*
- * One epoch boundary (DESIGN.md, "Epoch protocol"): pause, harvest, stage, resume, commit;
- * then the migrations. An early boundary (a write fault found the headroom used up) also
- * demotes at once, down to the DRAM share.
+ * One epoch boundary (DESIGN.md, "Epoch protocol"): pause, harvest, stage, choose and
+ * write-protect the pages to demote, resume, commit; then demote them and plan the next
+ * migrations. Regular boundaries demote at most what the migration rate allows; an early
+ * one (a fault found the DRAM headroom used up) demotes down to the DRAM share.
  */
 static int epoch_boundary(struct vm *vm, bool early)
 {
 	const struct backend_ops *ops = vm->b->ops;
-	uint64_t t0 = now_usec(CLOCK_MONOTONIC), n;
+	uint64_t t0 = now_usec(CLOCK_MONOTONIC), n, dram, over;
 	int r;
 
 	memset(vm->dirty, 0, vm->words * 8);
@@ -493,14 +501,9 @@ static int epoch_boundary(struct vm *vm, bool early)
 	ops->harvest(vm->b, vm->dirty, vm->accessed);
 	punch_demoted(vm);
 	n = stage_pages(vm, false);
-	if (early) {
-		uint64_t dram = dram_pages(vm);
-
-		vm->n_cand = policy_pick_demotions(&vm->policy, &vm->pt,
-						   dram > vm->dram_share ? dram - vm->dram_share : 0,
-						   vm->cand);
-	}
-	protect_candidates(vm, early);
+	dram = dram_pages(vm);
+	over = dram > vm->dram_share ? dram - vm->dram_share : 0;
+	choose_victims(vm, early ? over : take_tokens(vm, over));
 	ops->resume(vm->b);
 	sample_add(&vm->pause, now_usec(CLOCK_MONOTONIC) - t0);
 
@@ -508,9 +511,15 @@ static int epoch_boundary(struct vm *vm, bool early)
 	if (vm->mode == VM_MODE_EPOCH)
 		vm->last_dirty = n;
 	r = commit_staged(vm, n);
-	if (r < 0)
+	if (r < 0) {
+		/* the victims stay in DRAM: writable again */
+		for (uint64_t i = 0; i < vm->n_cand; i++)
+			place_dram(vm, vm->cand[i], PT_COMMITTED);
+		vm->n_cand = 0;
+		(void)flush_maps(vm);
 		return r;
-	demote_candidates(vm);
+	}
+	demote_victims(vm);
 	plan_migrations(vm);
 	if (early)
 		vm->early_epochs++;
@@ -840,10 +849,37 @@ static void load_settings(struct vm *vm, double *ratio, int *mode, int *policy, 
 /* ---- admission control ------------------------------------------------------------------ */
 
 struct plan {
-	struct vm *vm; /* NULL: a VM being attached */
+	struct vm *vm;    /* NULL: a VM being attached */
+	const char *name; /* ... named this */
 	uint64_t n_pages;
 	uint64_t pm_target, dram_share, headroom;
 };
+
+/* The most DRAM pages one epoch may commit: a commit takes at most half the log. */
+static uint64_t commit_max_pages(struct engine *en)
+{
+	uint64_t n = pm_log_size(en->store) / 2 / (PM_PAGE_SIZE + 64);
+
+	return n > 8 ? n - 8 : 0;
+}
+
+static int check_commit_fits(struct engine *en, const char *name, const struct plan *p,
+			     char *errbuf, size_t errlen)
+{
+	char a[32];
+
+	if (p->dram_share + p->headroom <= commit_max_pages(en))
+		return 0;
+	snprintf(errbuf, errlen,
+		 "VM '%s' could hold %" PRIu64 " pages in DRAM at that ratio (share and write "
+		 "headroom), more than one epoch can commit to the log of pool '%s' (%" PRIu64
+		 " pages, half its %s log): %" PRIu64 " short; lower the ratio or format the pool "
+		 "with a larger --log-size",
+		 name, p->dram_share + p->headroom, en->pool->config.name, commit_max_pages(en),
+		 format_bytes(a, sizeof(a), pm_log_size(en->store)),
+		 p->dram_share + p->headroom - commit_max_pages(en));
+	return -ENOSPC;
+}
 
 static uint64_t frame_reserve(struct engine *en)
 {
@@ -871,6 +907,13 @@ static int check_fit(struct engine *en, const struct plan *plans, size_t n_plans
 				p = &plans[i];
 		pm += p ? p->pm_target : vm->pm_target;
 		dram += p ? p->dram_share + p->headroom : vm->dram_share + vm->headroom;
+	}
+	for (size_t i = 0; i < n_plans; i++) {
+		int r = check_commit_fits(en, plans[i].vm ? plans[i].vm->name : plans[i].name,
+					  &plans[i], errbuf, errlen);
+
+		if (r < 0)
+			return r;
 	}
 	for (size_t i = 0; i < n_plans; i++)
 		if (!plans[i].vm) {
@@ -931,6 +974,8 @@ static int vm_summary_json(struct vm *vm, struct json_object *o)
 	r |= json_add(o, "pm_target", json_object_new_uint64(vm->pm_target));
 	r |= json_add(o, "dram_share", json_object_new_uint64(vm->dram_share));
 	r |= json_add(o, "converged", json_object_new_boolean(vm->converged));
+	r |= json_add(o, "boundary_dram_pages", json_object_new_uint64(vm->boundary_dram));
+	r |= json_add(o, "boundary_pm_pages", json_object_new_uint64(vm->boundary_pm));
 	r |= json_add(o, "migrating_pages", json_object_new_uint64(vm->migrating));
 	r |= json_add(o, "epoch", json_object_new_uint64(vm->epoch));
 	r |= json_add(o, "epochs", json_object_new_uint64(vm->epochs));
@@ -1229,10 +1274,11 @@ static int alloc_tables(struct vm *vm)
 	vm->dirty = calloc(vm->words, 8);
 	vm->accessed = calloc(vm->words, 8);
 	vm->cand = calloc(vm->n_pages, sizeof(uint64_t));
+	vm->rank = calloc(vm->n_pages, sizeof(uint64_t));
 	vm->punch = calloc(vm->n_pages, sizeof(uint64_t));
 	vm->pick = calloc(vm->n_pages, sizeof(uint64_t));
 	vm->batch = calloc(MIN(vm->n_pages, 4096), sizeof(*vm->batch));
-	if (!vm->dirty || !vm->accessed || !vm->cand || !vm->punch || !vm->pick || !vm->batch)
+	if (!vm->dirty || !vm->accessed || !vm->cand || !vm->rank || !vm->punch || !vm->pick || !vm->batch)
 		return -ENOMEM;
 	return pt_init(&vm->pt, vm->n_pages);
 }
@@ -1255,6 +1301,7 @@ static void vm_free(struct vm *vm)
 	free(vm->dirty);
 	free(vm->accessed);
 	free(vm->cand);
+	free(vm->rank);
 	free(vm->punch);
 	free(vm->pick);
 	free(vm->batch);
@@ -1315,7 +1362,7 @@ int engine_vm_attach(struct engine *en, struct backend_vm *b, char *errbuf, size
 	int mode = b->mode[0] ? vm_mode_from_string(b->mode) : VM_MODE_EPOCH;
 	int policy = b->policy[0] ? policy_kind_from_string(b->policy) : POLICY_VPM;
 	int priority = 50, r;
-	struct plan plan = {};
+	struct plan plan = { .name = b->name };
 
 	if (find_vm(en, b->name)) {
 		snprintf(errbuf, errlen, "a VM named '%s' is attached already", b->name);

@@ -107,27 +107,43 @@ static struct rec *load_history(const char *dir, const char *name, enum gaps gap
 	return all;
 }
 
+/* Words of [off, off + len) of a page where the replayed image differs from the device. */
+static uint64_t differing_words(const uint8_t *dev, const uint8_t *img, uint32_t off, uint32_t len)
+{
+	uint64_t n = 0;
+
+	for (uint32_t i = off; i < off + len; i += 8)
+		n += memcmp(dev + i, img + i, 8) != 0;
+	return n;
+}
+
+/*
+ * Replay the writes in order onto a zero image, keeping the count of words where image and
+ * device differ (each write changes only its own words): prefix mode stops at the first
+ * prefix with none, final mode wants none after all.
+ */
 static int check(const struct rec *h, size_t n, const uint8_t *dev, uint8_t *img, uint64_t pages,
 		 uint64_t seed, bool prefix, const char *name)
 {
-	uint64_t mismatched = 0;
+	uint64_t mismatched = differing_words(dev, img, 0, 0), pages_bad = 0;
 
 	for (uint64_t g = 0; g < pages; g++)
-		mismatched += memcmp(dev + g * PM_PAGE_SIZE, img + g * PM_PAGE_SIZE, PM_PAGE_SIZE) != 0;
+		mismatched += differing_words(dev + g * PM_PAGE_SIZE, img + g * PM_PAGE_SIZE, 0,
+					      PM_PAGE_SIZE);
 	if (prefix && mismatched == 0) {
 		printf("vpm-simcheck: %s matches the first 0 of %zu writes\n", name, n);
 		return 0;
 	}
 	for (size_t i = 0; i < n; i++) {
 		uint64_t g = h[i].gfn;
-		bool before, after;
+		const uint8_t *d = dev + g * PM_PAGE_SIZE;
+		uint8_t *m = img + g * PM_PAGE_SIZE;
 
-		if (g >= pages || h[i].offset + h[i].len > PM_PAGE_SIZE)
+		if (g >= pages || h[i].offset + h[i].len > PM_PAGE_SIZE || h[i].len % 8)
 			return 1;
-		before = memcmp(dev + g * PM_PAGE_SIZE, img + g * PM_PAGE_SIZE, PM_PAGE_SIZE) != 0;
-		sim_write_pattern(img + g * PM_PAGE_SIZE + h[i].offset, h[i].len, h[i].seq, seed);
-		after = memcmp(dev + g * PM_PAGE_SIZE, img + g * PM_PAGE_SIZE, PM_PAGE_SIZE) != 0;
-		mismatched += after - before;
+		mismatched -= differing_words(d, m, h[i].offset, h[i].len);
+		sim_write_pattern(m + h[i].offset, h[i].len, h[i].seq, seed);
+		mismatched += differing_words(d, m, h[i].offset, h[i].len);
 		if (prefix && mismatched == 0) {
 			printf("vpm-simcheck: %s matches the first %zu of %zu writes\n", name, i + 1, n);
 			return 0;
@@ -137,24 +153,11 @@ static int check(const struct rec *h, size_t n, const uint8_t *dev, uint8_t *img
 		printf("vpm-simcheck: %s holds all %zu writes\n", name, n);
 		return 0;
 	}
+	for (uint64_t g = 0; g < pages; g++)
+		pages_bad += memcmp(dev + g * PM_PAGE_SIZE, img + g * PM_PAGE_SIZE, PM_PAGE_SIZE) != 0;
 	fprintf(stderr, "vpm-simcheck: %s: %" PRIu64 " of %" PRIu64 " pages match no %s\n", name,
-		mismatched, pages, prefix ? "prefix of the writes" : "replay of all writes");
+		pages_bad, pages, prefix ? "prefix of the writes" : "replay of all writes");
 	return 1;
-}
-
-static size_t lower_bound(const struct rec *h, size_t n, uint64_t seq)
-{
-	size_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (h[mid].seq < seq)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
 }
 
 /* The 8-byte word at byte offset off of write w's pattern. */
@@ -168,30 +171,60 @@ static uint64_t pattern_word(const struct rec *w, uint32_t off, uint64_t seed)
 
 /*
  * Hint mode: for every word of every write whose hint returned, the device holds that write's
- * word or the word of a later write to the same place.
+ * word or the word of a later write to the same place. The writes are indexed by page (in
+ * seq order) so that each word looks only at its own page's later writes.
  */
 static int check_hints(const struct rec *h, size_t n, const struct rec *marks, size_t n_marks,
 		       const uint8_t *dev, uint64_t pages, uint64_t seed, const char *name)
 {
 	uint64_t bad = 0, words = 0;
+	size_t *start = calloc(pages + 1, sizeof(size_t)), *idx = malloc((n + 1) * sizeof(size_t));
+	size_t *fill = calloc(pages + 1, sizeof(size_t));
 
+	if (!start || !idx || !fill)
+		return 1;
+	for (size_t i = 0; i < n; i++)
+		if (h[i].gfn < pages)
+			start[h[i].gfn + 1]++;
+	for (uint64_t g = 0; g < pages; g++)
+		start[g + 1] += start[g];
+	for (size_t i = 0; i < n; i++)
+		if (h[i].gfn < pages)
+			idx[start[h[i].gfn] + fill[h[i].gfn]++] = i;
 	for (size_t i = 0; i < n_marks; i++) {
 		const struct rec *p = &marks[i];
+		size_t first, last;
 
 		if (p->gfn >= pages || p->offset + p->len > PM_PAGE_SIZE)
 			return 1;
+		first = start[p->gfn];
+		last = start[p->gfn + 1];
+		/* the page's writes from p's own on (binary search by seq) */
+		while (first < last) {
+			size_t mid = first + (last - first) / 2;
+
+			if (h[idx[mid]].seq < p->seq)
+				first = mid + 1;
+			else
+				last = mid;
+		}
 		for (uint32_t off = p->offset; off < p->offset + p->len; off += 8) {
 			uint64_t have = *(const uint64_t *)(const void *)(dev + p->gfn * PM_PAGE_SIZE + off);
 			bool ok = false;
 
-			/* h is in seq order: writes from p's own on */
-			for (size_t j = lower_bound(h, n, p->seq); j < n && !ok; j++)
-				if (h[j].gfn == p->gfn && h[j].offset <= off && off < h[j].offset + h[j].len)
-					ok = pattern_word(&h[j], off, seed) == have;
+			for (size_t j = first; j < start[p->gfn + 1] && !ok; j++) {
+				const struct rec *w = &h[idx[j]];
+
+				if (w->offset <= off && off < w->offset + w->len)
+					ok = pattern_word(w, off, seed) == have;
+			}
 			words++;
 			bad += !ok;
 		}
 	}
+	free(start);
+	free(idx);
+	free(fill);
 	if (bad) {
 		fprintf(stderr, "vpm-simcheck: %s: %" PRIu64 " of %" PRIu64 " persisted words lost\n",
 			name, bad, words);

@@ -10,8 +10,13 @@
  *
  *   vpm-simguest -s SOCKET -n NAME -p PAGES [-c VCPUS] [-w WORKLOAD] [-t THETA] [-W WRITE%]
  *                [-S SEED] [-o OPS | -d SECONDS] [-H HISTORY_DIR] [-l LATENCY]
- *                [-R REATTACH_SECONDS] [-r RATIO] [-m MODE] [-P POLICY]
+ *                [-R REATTACH_SECONDS] [-r RATIO] [-m MODE] [-P POLICY] [-i PACE_USEC]
  *
+ * RATIO, MODE and POLICY are the VM's own settings (what a domain's configuration would say);
+ * vpmd's saved settings for the VM override them. PACE_USEC is a think time after each
+ * operation, for tests that want bounded histories.
+ *
+ * SIGTERM or SIGINT ends the workload early, cleanly (history complete, vpmd told).
  * If vpmd goes away the vCPUs go on with their mappings and the guest re-attaches when vpmd
  * is back (giving up after REATTACH_SECONDS, default 60). It prints one JSON line of results
  * at the end. Exit 0 when the workload ran to its end, 1 when it could not.
@@ -21,6 +26,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +68,7 @@ struct guest {
 	uint64_t n_pages, max_ops, seconds, seed;
 	uint64_t reattach_seconds; /* how long to wait for a vpmd that went away */
 	unsigned n_vcpus;
+	uint64_t pace_usec;       /* think time after each operation (tests: bounded histories) */
 	double ratio;             /* the settings it asks for; 0 / "" = vpmd's defaults */
 	const char *mode, *policy;
 	struct workload_params wp;
@@ -78,6 +85,15 @@ struct guest {
 	pthread_mutex_t send_lock;
 	volatile bool failed;
 };
+
+/* SIGTERM or SIGINT: the workload ends at the next operation, as if its time were up. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
 
 static void die(const char *what)
 {
@@ -315,7 +331,8 @@ static void *vcpu_main(void *arg)
 	uint64_t deadline = g->seconds ? now_usec(CLOCK_MONOTONIC) + g->seconds * USEC_PER_SEC : 0;
 
 	workload_cursor_init(g->wl, v->id, g->n_vcpus, &cur);
-	while (!__atomic_load_n(&g->shared->stop, __ATOMIC_ACQUIRE) && !g->failed) {
+	while (!__atomic_load_n(&g->shared->stop, __ATOMIC_ACQUIRE) && !g->failed &&
+	       !stop_requested) {
 		if (__atomic_load_n(&g->shared->pause, __ATOMIC_ACQUIRE))
 			park(v);
 		if ((g->max_ops && v->ops >= g->max_ops) ||
@@ -336,6 +353,11 @@ static void *vcpu_main(void *arg)
 		__atomic_add_fetch(&g->shared->ops, 1, __ATOMIC_RELAXED);
 		if ((v->ops & 255) == 0)
 			report_modeled(v);
+		if (g->pace_usec)
+			nanosleep(&(struct timespec){ .tv_sec = (time_t)(g->pace_usec / USEC_PER_SEC),
+						      .tv_nsec = (long)(g->pace_usec % USEC_PER_SEC) *
+								 1000 },
+				  NULL);
 	}
 	if (v->history)
 		fflush(v->history);
@@ -457,7 +479,7 @@ static void usage(void)
 		"                    [-t THETA] [-W WRITE%%] [-S SEED] [-o OPS | -d SECONDS]\n"
 		"                    [-H HISTORY_DIR] [-l dram_read=N,pm_read=N,...]\n"
 		"                    [-R REATTACH_SECONDS] [-r RATIO] [-m native|epoch|hint]\n"
-		"                    [-P vpm|static|random|lru|oracle]\n");
+		"                    [-P vpm|static|random|lru|oracle] [-i PACE_USEC]\n");
 	exit(2);
 }
 
@@ -470,7 +492,7 @@ static void parse_args(struct guest *g, int argc, char **argv)
 	g->lat = LATENCY_MODEL_DEFAULT;
 	g->seed = 1;
 	g->reattach_seconds = 60;
-	while ((c = getopt(argc, argv, "s:n:p:c:w:t:W:S:o:d:H:l:R:r:m:P:")) >= 0) {
+	while ((c = getopt(argc, argv, "s:n:p:c:w:t:W:S:o:d:H:l:R:r:m:P:i:")) >= 0) {
 		switch (c) {
 		case 's': g->socket_path = optarg; break;
 		case 'n': g->name = optarg; break;
@@ -495,6 +517,7 @@ static void parse_args(struct guest *g, int argc, char **argv)
 			break;
 		case 'm': g->mode = optarg; break;
 		case 'P': g->policy = optarg; break;
+		case 'i': g->pace_usec = strtoull(optarg, NULL, 0); break;
 		case 'l':
 			if (latency_model_parse(optarg, &g->lat) < 0)
 				usage();
@@ -517,6 +540,12 @@ int main(int argc, char **argv)
 	double modeled;
 
 	parse_args(&g, argc, argv);
+	{
+		struct sigaction sa = { .sa_handler = on_stop_signal };
+
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
+	}
 	if (workload_new(&g.wp, &g.wl) < 0) {
 		fprintf(stderr, "vpm-simguest: bad workload parameters\n");
 		return 2;
