@@ -25,6 +25,7 @@
 #define CHECKPOINT_USEC UINT64_C(1000000)
 #define SAMPLES         1024 /* pause and commit times kept per VM for percentiles */
 #define MIN_HEADROOM    16   /* pages a VM may write beyond its DRAM share in an epoch */
+#define BATCH_MIN_PAGES 512  /* 2 MiB: a demotion batch that counts for the throughput */
 #define ALIGN_UP(x, a)  (((x) + (a) - 1) / (a) * (a))
 
 struct samples {
@@ -73,7 +74,8 @@ struct vm {
 	uint64_t attach_usec, ops_at_attach;
 	uint64_t epochs, early_epochs, dirty_pages, last_dirty, faults;
 	uint64_t promotions, demotions, migrated_bytes;
-	uint64_t hints_persist, hints_discard;
+	uint64_t hints_persist, hints_discard, hint_bytes;
+	uint64_t batches, batch_bytes, batch_usec; /* demotion batches of 2 MiB or more */
 	uint64_t log_bytes, frame_bytes;
 	struct samples pause, commit;
 };
@@ -375,7 +377,7 @@ static int demote_one(struct vm *vm, uint64_t g)
 /* The victims write-protected at the pause move to PM. */
 static void demote_victims(struct vm *vm)
 {
-	uint64_t failed = 0;
+	uint64_t failed = 0, t0 = now_usec(CLOCK_MONOTONIC), n = vm->n_cand;
 	int r = 0;
 
 	for (uint64_t i = 0; i < vm->n_cand; i++) {
@@ -390,6 +392,11 @@ static void demote_victims(struct vm *vm)
 	}
 	vm->n_cand = 0;
 	(void)flush_maps(vm);
+	if (n - failed >= BATCH_MIN_PAGES) {
+		vm->batches++;
+		vm->batch_bytes += (n - failed) * PM_PAGE_SIZE;
+		vm->batch_usec += now_usec(CLOCK_MONOTONIC) - t0;
+	}
 	if (failed)
 		log_warning_errno(r, "VM '%s': %" PRIu64 " pages could not move to PM: %m", vm->name,
 				  failed);
@@ -679,6 +686,7 @@ void engine_vm_event(struct vm *vm, const struct backend_event *ev)
 			break;
 		case BACKEND_EVENT_PERSIST:
 			vm->hints_persist++;
+			vm->hint_bytes += ev->len;
 			r = persist_range(vm, ev->gfn, ev->offset, ev->len);
 			break;
 		case BACKEND_EVENT_DISCARD:
@@ -1024,7 +1032,11 @@ static struct json_object *vm_stats_json(struct vm *vm)
 	r |= json_add(mig, "promotions", json_object_new_uint64(vm->promotions));
 	r |= json_add(mig, "demotions", json_object_new_uint64(vm->demotions));
 	r |= json_add(mig, "bytes", json_object_new_uint64(vm->migrated_bytes));
+	r |= json_add(mig, "batches", json_object_new_uint64(vm->batches));
+	r |= json_add(mig, "batch_bytes", json_object_new_uint64(vm->batch_bytes));
+	r |= json_add(mig, "batch_usec", json_object_new_uint64(vm->batch_usec));
 	r |= json_add(o, "ops", json_object_new_uint64(gs.ops));
+	r |= json_add(o, "modeled_ns", json_object_new_uint64(gs.modeled_ns));
 	r |= json_add(o, "modeled_ops_per_sec",
 		      json_object_new_double(gs.modeled_ns ? (double)gs.ops * vm->n_vcpus * 1e9 /
 								     (double)gs.modeled_ns
@@ -1035,6 +1047,7 @@ static struct json_object *vm_stats_json(struct vm *vm)
 	r |= json_add(o, "loss_window_usec", json_object_new_uint64(loss));
 	r |= json_add(hints, "persist", json_object_new_uint64(vm->hints_persist));
 	r |= json_add(hints, "discard", json_object_new_uint64(vm->hints_discard));
+	r |= json_add(hints, "persist_bytes", json_object_new_uint64(vm->hint_bytes));
 	r |= json_add(o, "faults", json_object_new_uint64(vm->faults));
 	r |= json_add(o, "pm_frames_held",
 		      json_object_new_uint64(pm_device_frames(vm->en->store, vm->dev)));

@@ -30,6 +30,7 @@ static const char *const kind_names[_WORKLOAD_MAX] = {
 	[WORKLOAD_LOG] = "log",
 	[WORKLOAD_BTREE] = "btree",
 	[WORKLOAD_SCAN] = "scan",
+	[WORKLOAD_FILL] = "fill",
 };
 
 const char *workload_kind_to_string(enum workload_kind k)
@@ -235,6 +236,15 @@ static void next_scan(const struct workload *w, struct workload_cursor *c, struc
 		    false);
 }
 
+/* Whole pages, one after the other through the vCPU's part of the device. */
+static void next_fill(struct workload_cursor *c, struct workload_op *op)
+{
+	uint64_t gfn = c->first + c->position % (c->end - c->first);
+
+	c->position++;
+	add(op, gfn, 0, PAGE, true, false);
+}
+
 void workload_next(const struct workload *w, struct workload_cursor *c, struct workload_op *op)
 {
 	op->n = 0;
@@ -247,6 +257,9 @@ void workload_next(const struct workload *w, struct workload_cursor *c, struct w
 		break;
 	case WORKLOAD_BTREE:
 		next_btree(w, c, op);
+		break;
+	case WORKLOAD_FILL:
+		next_fill(c, op);
 		break;
 	case WORKLOAD_SCAN:
 	default:

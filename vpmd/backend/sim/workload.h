@@ -11,6 +11,8 @@
  *   btree    B-tree-like random updates: a root-to-leaf walk (reads), then the leaf updated,
  *            and one split in 32 also updating the parent
  *   scan     read-mostly scans of 64 KiB runs at random starts, 2 % of lines written
+ *   fill     whole-page writes in order through each vCPU's part of the device (benchmarks:
+ *            every page dirty every epoch)
  */
 #ifndef VPM_SIM_WORKLOAD_H
 #define VPM_SIM_WORKLOAD_H
@@ -23,6 +25,7 @@ enum workload_kind {
 	WORKLOAD_LOG,
 	WORKLOAD_BTREE,
 	WORKLOAD_SCAN,
+	WORKLOAD_FILL,
 	_WORKLOAD_MAX,
 };
 
