@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-/* The engine's per-VM page table and its DRAM frame pool. */
+/* The engine's per-VM page table: tiers, frames, flags and the access history. */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include "check-main.h"
-#include "dram-pool.h"
 #include "pagetable.h"
 
 START_TEST(test_pagetable_tiers)
@@ -41,6 +40,16 @@ START_TEST(test_pagetable_tiers)
 	ck_assert(pt_test(&pt, 5, PT_WRITABLE));
 	ck_assert(!pt_test(&pt, 5, PT_COMMITTED));
 	ck_assert_uint_eq(pt_frame(&pt, 5), 3);
+
+	/* a forced commit is a flag like the others; where a page first lived is kept */
+	pt_set_flags(&pt, 7, PT_HOME_PM | PT_FORCE, 0);
+	pt_place(&pt, 7, PT_TIER_DRAM, 7, PT_WRITABLE);
+	ck_assert(pt_test(&pt, 7, PT_HOME_PM));
+	ck_assert(!pt_test(&pt, 7, PT_FORCE));
+	pt_place(&pt, 7, PT_TIER_PM, 9, PT_COMMITTED);
+	ck_assert(pt_test(&pt, 7, PT_HOME_PM));
+	ck_assert_uint_eq(pt.count[PT_TIER_PM] + pt.count[PT_TIER_DRAM] + pt.count[PT_TIER_NONE],
+			  1000);
 	pt_done(&pt);
 }
 END_TEST
@@ -77,39 +86,6 @@ START_TEST(test_pagetable_history)
 }
 END_TEST
 
-START_TEST(test_dram_pool)
-{
-	struct dram_pool d;
-	uint32_t f, frames[16];
-	void *other;
-
-	ck_assert_int_eq(dram_pool_init(&d, 100), -EINVAL);
-	ck_assert_int_eq(dram_pool_init(&d, 16 * DRAM_FRAME_SIZE + 100), 0);
-	ck_assert_uint_eq(d.n_frames, 16);
-	for (int i = 0; i < 16; i++)
-		ck_assert_int_eq(dram_frame_alloc(&d, &frames[i]), 0);
-	/* the budget is a hard limit */
-	ck_assert_int_eq(dram_frame_alloc(&d, &f), -ENOSPC);
-	for (int i = 0; i < 16; i++)
-		for (int j = 0; j < i; j++)
-			ck_assert_uint_ne(frames[i], frames[j]);
-	dram_frame_free(&d, frames[7]);
-	dram_frame_free(&d, frames[7]); /* twice: counted once */
-	ck_assert_uint_eq(d.n_free, 1);
-	ck_assert_int_eq(dram_frame_alloc(&d, &f), 0);
-	ck_assert_uint_eq(f, frames[7]);
-
-	/* another mapping of the fd (as a guest's backend has) sees the same frames */
-	memset(dram_frame_data(&d, 3), 0x5c, DRAM_FRAME_SIZE);
-	other = mmap(NULL, 16 * DRAM_FRAME_SIZE, PROT_READ, MAP_SHARED, d.fd, 0);
-	ck_assert_ptr_ne(other, MAP_FAILED);
-	ck_assert_uint_eq(((uint8_t *)other)[3 * DRAM_FRAME_SIZE + 100], 0x5c);
-	munmap(other, 16 * DRAM_FRAME_SIZE);
-	/* and nobody can shrink it under them */
-	ck_assert_int_eq(ftruncate(d.fd, 4096), -1);
-	dram_pool_done(&d);
-}
-END_TEST
 
 static Suite *tables_suite(void)
 {
@@ -118,7 +94,6 @@ static Suite *tables_suite(void)
 
 	tcase_add_test(tc, test_pagetable_tiers);
 	tcase_add_test(tc, test_pagetable_history);
-	tcase_add_test(tc, test_dram_pool);
 	suite_add_tcase(s, tc);
 	return s;
 }
