@@ -51,6 +51,8 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(c->dram_budget, UINT64_C(1) << 30);
 	ck_assert_uint_eq(c->epoch_interval_usec, 100 * USEC_PER_MSEC);
 	ck_assert_uint_eq(c->max_clients, 64);
+	ck_assert(c->default_ratio == 1.0);
+	ck_assert_uint_eq(c->migration_rate, UINT64_C(1) << 30);
 	ck_assert_uint_eq(c->n_pools, 0);
 	config_free(c);
 }
@@ -124,6 +126,9 @@ START_TEST(test_errors_name_file_line_key)
 	EXPECT_ERRORS("[daemon]\nstate_dir = relative/dir\n", "key 'state_dir'",
 		      "not an absolute path");
 	EXPECT_ERRORS("[daemon]\nlog_level = chatty\n", "key 'log_level'");
+	EXPECT_ERRORS("[daemon]\ndefault_ratio = 0.5\n", "key 'default_ratio'", "not a ratio");
+	EXPECT_ERRORS("[daemon]\ndefault_ratio = nan\n", "key 'default_ratio'", "not a ratio");
+	EXPECT_ERRORS("[daemon]\nmigration_rate = 4K\n", "key 'migration_rate'", "out of range");
 	EXPECT_ERRORS("[daemon]\nmax_request_size = 16M\n", "key 'max_request_size'",
 		      "out of range");
 	EXPECT_ERRORS("[daemon]\nlibvirt_uri = qemu:///syst\xe9m\n", "key 'libvirt_uri'",

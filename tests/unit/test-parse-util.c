@@ -72,6 +72,21 @@ START_TEST(test_parse_misc)
 	ck_assert_int_eq(m, 0660);
 	ck_assert_int_eq(parse_mode("0999", &m), -EINVAL);
 	ck_assert_int_eq(parse_mode("17777", &m), -ERANGE);
+	{
+		double r;
+
+		ck_assert_int_eq(parse_ratio("1.5", &r), 0);
+		ck_assert(r == 1.5);
+		ck_assert_int_eq(parse_ratio("65536", &r), 0);
+		ck_assert_int_eq(parse_ratio("65537", &r), -ERANGE);
+		ck_assert_int_eq(parse_ratio("0.99", &r), -ERANGE);
+		ck_assert_int_eq(parse_ratio("nan", &r), -EINVAL);
+		ck_assert_int_eq(parse_ratio("inf", &r), -EINVAL);
+		ck_assert_int_eq(parse_ratio("-2", &r), -EINVAL);
+		ck_assert_int_eq(parse_ratio("1e3", &r), -EINVAL);
+		ck_assert_int_eq(parse_ratio("1..2", &r), -ERANGE);
+		ck_assert(!ratio_valid(0.0 / 0.0) && !ratio_valid(1.0 / 0.0) && ratio_valid(1.0));
+	}
 }
 END_TEST
 
