@@ -1,8 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # The main job, end to end on this machine: build VPM, format an emulated PM pool (once),
-# start vpmd on it (recovering the pool first), let three simulated VMs run epochs against
-# it, and show what vpmd manages through vpmctl.
+# start vpmd on it (recovering the pool first), let three simulated VMs with different
+# workloads and modes run against it, show them with vpmctl list and stats, move one VM to
+# a higher consolidation ratio and back with set-ratio --wait, and show the effect.
 # Usage: scripts/demo.sh [--keep]
 #   --keep   leave vpmd running afterwards (stop it with: kill $(cat $DEMO/state/vpmd.pid))
 set -euo pipefail
@@ -45,6 +46,8 @@ if [ ! -e "$DEMO/pool0.pm" ] ||
 fi
 step "vpmd --config $DEMO/vpmd.conf --check-pool demo0"
 "$VPMD" --config "$DEMO/vpmd.conf" --check-pool demo0
+# a fresh run: forget the ratios an earlier run set (vpmd keeps them in state/vms/)
+rm -rf "$DEMO/state/vms"
 step "vpmd --config $DEMO/vpmd.conf"
 "$VPMD" --config "$DEMO/vpmd.conf" 2>"$DEMO/vpmd.log"
 echo "vpmd is ready (pid $(cat "$DEMO/state/vpmd.pid")); its log: $DEMO/vpmd.log"
@@ -56,20 +59,34 @@ step "vpmctl status"
 step "vpmctl pools"
 "$VPMCTL" pools
 SIMGUEST=build/demo/vpmd/backend/sim/vpm-simguest
-step "three simulated VMs attach and run for 3 s: zipf-kv, log (persist hints), btree"
-for spec in shop:zipf-kv journal:log index:btree; do
-	"$SIMGUEST" -s "$DEMO/state/sim.sock" -n "${spec%%:*}" -p 2048 -c 2 -w "${spec#*:}" -d 3 \
-		>"$DEMO/${spec%%:*}.out" 2>&1 &
+step "three simulated VMs attach: shop (zipf-kv, ratio 2), journal (log with persist hints, hint mode), index (btree, ratio 1.5)"
+guests=()
+for spec in shop:zipf-kv:2:epoch journal:log:2:hint index:btree:1.5:epoch; do
+	IFS=: read -r name wl ratio mode <<<"$spec"
+	"$SIMGUEST" -s "$DEMO/state/sim.sock" -n "$name" -p 4096 -c 2 -w "$wl" -r "$ratio" \
+		-m "$mode" -d 60 >"$DEMO/$name.out" 2>&1 &
+	guests+=($!)
 done
-sleep 1.5
+sleep 2
 step "vpmctl list"
 "$VPMCTL" list
-step "vpmctl pools"
-"$VPMCTL" pools | head -n 3
-wait
-step "the guests' results (modeled time from the Optane latency model)"
+step "vpmctl stats"
+"$VPMCTL" stats
+step "vpmctl set-ratio shop 8 --wait   (shop gives back 7/8 of its PM: its hottest pages move to DRAM)"
+"$VPMCTL" set-ratio shop 8 --wait
+sleep 1
+step "vpmctl show shop"
+"$VPMCTL" show shop
+step "vpmctl set-ratio shop 1 --wait   (every page of shop on PM again)"
+"$VPMCTL" set-ratio shop 1 --wait
+sleep 1
+step "vpmctl stats shop"
+"$VPMCTL" stats shop
+step "the guests stop (SIGTERM); each one's last epoch is committed as it leaves"
+kill -TERM "${guests[@]}"
+wait "${guests[@]}"
 cat "$DEMO"/shop.out "$DEMO"/journal.out "$DEMO"/index.out
-step "vpmctl list   (the guests left; their last epochs are committed)"
+step "vpmctl list"
 "$VPMCTL" list
 step "vpmctl recover --check"
 "$VPMCTL" recover --check | grep -E '"(state|devices|committed_epochs)"'
