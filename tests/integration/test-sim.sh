@@ -58,10 +58,10 @@ for round in 1 2 3 4 5; do
 	wait "$VPMD_PID" 2>/dev/null || true
 	VPMD_PID=
 	"$SIMCHECK" "$POOL" "k$round" "$T/hist" "$round" prefix >"$T/check.out" 2>&1 ||
-		{ kill "$guest"; fail "round $round: $(cat "$T/check.out")"; }
+		{ kill -9 "$guest"; fail "round $round: $(cat "$T/check.out")"; }
 	grep -q "matches the first [1-9]" "$T/check.out" ||
-		{ kill "$guest"; fail "round $round: nothing was committed: $(cat "$T/check.out")"; }
-	kill "$guest"
+		{ kill -9 "$guest"; fail "round $round: nothing was committed: $(cat "$T/check.out")"; }
+	kill -9 "$guest"
 	wait "$guest" 2>/dev/null || true
 done
 echo "test-sim: ok"

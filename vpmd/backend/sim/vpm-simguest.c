@@ -403,6 +403,12 @@ static bool reattach(struct guest *g)
 	while (!__atomic_load_n(&g->shared->stop, __ATOMIC_ACQUIRE)) {
 		int s;
 
+		if (stop_requested) {
+			fprintf(stderr, "vpm-simguest: %s: stopped while vpmd is away; its last "
+					"writes may not be committed\n",
+				g->name);
+			return false;
+		}
 		if (now_usec(CLOCK_MONOTONIC) >= give_up) {
 			fprintf(stderr, "vpm-simguest: %s: vpmd did not come back within %" PRIu64
 					" s; stopping\n",
