@@ -2,12 +2,21 @@
 /*
  * vpmctl: the command-line client of vpmd, built only on libvpm.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "macro.h"
 #include "parse-util.h"
@@ -26,14 +35,25 @@ enum {
 struct args {
 	const char *socket;
 	bool json;
+	const struct command *cmd;
 	int argc;
 	char **argv;
+};
+
+struct command {
+	const char *name;
+	int (*run)(const struct args *a);
+	int max_args;
+	const char *usage;
+	const char *summary;
 };
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct vpm_ctx *, vpm_unref);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct vpm_status *, vpm_status_unref);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct vpm_pool_list *, vpm_pool_list_unref);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct vpm_vm_list *, vpm_vm_list_unref);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct vpm_vm *, vpm_vm_unref);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct vpm_stats *, vpm_stats_unref);
 
 /* Exit code for a failed request on a connection that was established (see open_ctx). */
 static int exit_code_for(int r)
@@ -249,6 +269,158 @@ static int cmd_pools(const struct args *a)
 	return EXIT_OK;
 }
 
+/* ---- helpers for the VM commands ---- */
+
+/* "2", "1.5": as "%g" does, or "-" when vpmd did not report it. */
+static const char *format_ratio(char *buf, size_t len, double ratio)
+{
+	if (ratio <= 0)
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%g", ratio);
+	return buf;
+}
+
+static struct vpm_vm *find_vm(struct vpm_vm_list *l, const char *name)
+{
+	struct vpm_vm *vm;
+
+	vpm_vm_foreach(l, vm)
+		if (streq_ptr(vpm_vm_get_name(vm), name))
+			return vm;
+	return NULL;
+}
+
+/*
+ * Whether the VM's placement meets its ratio. A VM in native mode has no epoch boundaries to
+ * say so: switching to native moves all its pages to PM at once, and nothing moves later.
+ */
+static bool vm_settled(const struct vpm_vm *vm)
+{
+	if (vpm_vm_get_migrating_pages(vm))
+		return false;
+	return vpm_vm_is_converged(vm) || streq_ptr(vpm_vm_get_mode(vm), "native");
+}
+
+/* Print a usage error for the running command and return EXIT_USAGE. */
+static int usage_error(const struct args *a, const char *fmt, ...) _printf_(2, 3);
+static int usage_error(const struct args *a, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "vpmctl: %s: ", a->cmd->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, ". Usage: vpmctl %s\n", a->cmd->usage);
+	return EXIT_USAGE;
+}
+
+/* "-1", "-0.5", "-inf": an operand with a bad value, not an option. */
+static bool looks_numeric(const char *s)
+{
+	if (*s == '-' || *s == '+')
+		s++;
+	return isdigit((unsigned char)*s) || *s == '.' || strncasecmp(s, "inf", 3) == 0 ||
+	       strncasecmp(s, "nan", 3) == 0;
+}
+
+static bool is_option(const char *s)
+{
+	return s[0] == '-' && s[1] != '\0' && !looks_numeric(s);
+}
+
+/*
+ * A ratio argument: any decimal number, so that "0.5", "nan" or "1e9" get the range error
+ * (status 1) like vpmd's; -EINVAL for text that is no number at all.
+ */
+static int parse_ratio_arg(const char *s, double *ret)
+{
+	char *end = NULL;
+
+	if (parse_ratio(s, ret) == 0)
+		return 0;
+	if (!*s || isspace((unsigned char)*s) || strpbrk(s, "xX"))
+		return -EINVAL;
+	*ret = strtod(s, &end); /* inf for 1e999: out of range, as it should be */
+	return *end == '\0' ? 0 : -EINVAL;
+}
+
+/* An integer argument; values beyond int saturate (they are out of any range anyway). */
+static int parse_int_arg(const char *s, int *ret)
+{
+	char *end = NULL;
+	long v;
+
+	if (!*s || isspace((unsigned char)*s))
+		return -EINVAL;
+	v = strtol(s, &end, 10);
+	if (*end != '\0')
+		return -EINVAL;
+	*ret = v > INT_MAX ? INT_MAX : v < INT_MIN ? INT_MIN : (int)v;
+	return 0;
+}
+
+/* Seconds: "2", "0.5", or a duration with a unit: "500ms", "2min". */
+static int parse_seconds(const char *s, uint64_t *ret_usec)
+{
+	if (*s && strspn(s, "0123456789.") == strlen(s)) {
+		char *end = NULL;
+		double v;
+
+		errno = 0;
+		v = strtod(s, &end);
+		if (errno || *end != '\0' || !isfinite(v) || v > 1e9)
+			return -EINVAL;
+		*ret_usec = (uint64_t)(v * 1e6 + 0.5);
+		return 0;
+	}
+	return parse_duration(s, ret_usec) < 0 ? -EINVAL : 0;
+}
+
+/* Once caught, SIGINT and SIGTERM stay blocked except in pause_usec(), which they end. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static sigset_t catch_stop_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_stop_signal };
+	sigset_t mask, old;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, &old);
+	sigdelset(&old, SIGINT);
+	sigdelset(&old, SIGTERM);
+	return old;
+}
+
+/* Sleep usec, or less when a stop signal comes; true when one came. */
+static bool pause_usec(uint64_t usec, const sigset_t *unblocked)
+{
+	uint64_t end = now_usec(CLOCK_MONOTONIC) + usec;
+
+	while (!stop_signal) {
+		uint64_t now = now_usec(CLOCK_MONOTONIC);
+		struct timespec ts;
+
+		if (now >= end)
+			break;
+		ts.tv_sec = (time_t)((end - now) / USEC_PER_SEC);
+		ts.tv_nsec = (long)((end - now) % USEC_PER_SEC * NSEC_PER_USEC);
+		ppoll(NULL, 0, &ts, unblocked);
+	}
+	return stop_signal != 0;
+}
+
 /* ---- list ---- */
 
 static int cmd_list(const struct args *a)
@@ -272,15 +444,595 @@ static int cmd_list(const struct args *a)
 		printf("No VMs attached.\n");
 		return EXIT_OK;
 	}
-	printf("%-20s %-6s %8s %5s %8s %8s %10s %10s %12s\n", "VM", "MODE", "PAGES", "VCPUS",
-	       "DRAM", "PM", "EPOCH", "EPOCHS", "OPS");
+	printf("%-20s %-6s %8s %5s %6s %8s %8s %8s %-7s %4s %8s %10s %8s %12s\n", "VM", "MODE",
+	       "PAGES", "VCPUS", "RATIO", "DRAM", "PM", "IMAGE", "POLICY", "PRIO", "MOVING",
+	       "EPOCH", "EPOCHS", "OPS");
 	vpm_vm_foreach(l, vm)
-		printf("%-20s %-6s %8" PRIu64 " %5u %8" PRIu64 " %8" PRIu64 " %10" PRIu64
-		       " %10" PRIu64 " %12" PRIu64 "\n",
+	{
+		char ratio[32], moving[32] = "-", prio[16] = "-";
+		const char *policy = vpm_vm_get_policy(vm);
+
+		if (!vm_settled(vm))
+			snprintf(moving, sizeof(moving), "%" PRIu64,
+				 vpm_vm_get_migrating_pages(vm));
+		if (vpm_vm_get_priority(vm) >= 0)
+			snprintf(prio, sizeof(prio), "%d", vpm_vm_get_priority(vm));
+		printf("%-20s %-6s %8" PRIu64 " %5u %6s %8" PRIu64 " %8" PRIu64 " %8" PRIu64
+		       " %-7s %4s %8s %10" PRIu64 " %8" PRIu64 " %12" PRIu64 "\n",
 		       vpm_vm_get_name(vm), vpm_vm_get_mode(vm), vpm_vm_get_pages(vm),
-		       vpm_vm_get_vcpus(vm), vpm_vm_get_dram_pages(vm), vpm_vm_get_pm_pages(vm),
+		       vpm_vm_get_vcpus(vm),
+		       format_ratio(ratio, sizeof(ratio), vpm_vm_get_ratio(vm)),
+		       vpm_vm_get_dram_pages(vm), vpm_vm_get_pm_pages(vm),
+		       vpm_vm_get_image_pages(vm), policy ? policy : "-", prio, moving,
 		       vpm_vm_get_epoch(vm), vpm_vm_get_epochs(vm), vpm_vm_get_ops(vm));
+	}
 	return EXIT_OK;
+}
+
+/* ---- show ---- */
+
+static const char *pages_text(char *buf, size_t len, uint64_t pages)
+{
+	char b[32];
+
+	snprintf(buf, len, "%" PRIu64 " page%s (%s)", pages, pages == 1 ? "" : "s",
+		 format_bytes(b, sizeof(b), pages * 4096));
+	return buf;
+}
+
+static void print_vm(const struct vpm_vm *vm)
+{
+	char b1[64], b2[64], b3[64];
+	const char *pool = vpm_vm_get_device_pool(vm), *image = vpm_vm_get_device_image(vm);
+	uint64_t loss = vpm_vm_get_loss_window_usec(vm);
+
+#define KV(key, fmt, ...) printf("%-17s " fmt "\n", key ":", __VA_ARGS__)
+	KV("name", "%s", vpm_vm_get_name(vm));
+	KV("backend", "%s", vpm_vm_get_backend(vm) ? vpm_vm_get_backend(vm) : "-");
+	KV("mode", "%s", vpm_vm_get_mode(vm));
+	KV("policy", "%s", vpm_vm_get_policy(vm) ? vpm_vm_get_policy(vm) : "-");
+	KV("priority", "%d", vpm_vm_get_priority(vm));
+	KV("ratio", "%s", format_ratio(b1, sizeof(b1), vpm_vm_get_ratio(vm)));
+	KV("size", "%s, %u vCPU%s", pages_text(b1, sizeof(b1), vpm_vm_get_pages(vm)),
+	   vpm_vm_get_vcpus(vm), vpm_vm_get_vcpus(vm) == 1 ? "" : "s");
+	KV("DRAM", "%s", pages_text(b1, sizeof(b1), vpm_vm_get_dram_pages(vm)));
+	KV("PM frames", "%s", pages_text(b1, sizeof(b1), vpm_vm_get_pm_pages(vm)));
+	KV("image only", "%s", pages_text(b1, sizeof(b1), vpm_vm_get_image_pages(vm)));
+	KV("PM target", "%" PRIu64 " frames, DRAM share %" PRIu64 " pages",
+	   vpm_vm_get_pm_target(vm), vpm_vm_get_dram_share(vm));
+	if (vm_settled(vm))
+		KV("converged", "%s", "yes");
+	else if (vpm_vm_get_migrating_pages(vm))
+		KV("converged", "no, %" PRIu64 " pages still to move",
+		   vpm_vm_get_migrating_pages(vm));
+	else
+		KV("converged", "%s", "not yet: the next epoch boundary tells");
+	KV("epoch", "%" PRIu64 " (%" PRIu64 " committed since attach, every %s)",
+	   vpm_vm_get_epoch(vm), vpm_vm_get_epochs(vm),
+	   format_duration(b1, sizeof(b1), vpm_vm_get_epoch_interval_usec(vm)));
+	KV("epoch pause", "p50 %s, p99 %s, max %s (%" PRIu64 " samples)",
+	   format_duration(b1, sizeof(b1), vpm_vm_get_pause_usec_p50(vm)),
+	   format_duration(b2, sizeof(b2), vpm_vm_get_pause_usec_p99(vm)),
+	   format_duration(b3, sizeof(b3), vpm_vm_get_pause_usec_max(vm)),
+	   vpm_vm_get_pause_samples(vm));
+	KV("dirty pages", "%" PRIu64 " in all; %" PRIu64 " in the last epoch, %.1f per epoch",
+	   vpm_vm_get_dirty_pages(vm), vpm_vm_get_dirty_pages_last_epoch(vm),
+	   vpm_vm_get_dirty_pages_per_epoch(vm));
+	KV("log written", "%s", format_bytes(b1, sizeof(b1), vpm_vm_get_log_bytes(vm)));
+	KV("PM written", "%s (log and PM frames: wear)",
+	   format_bytes(b1, sizeof(b1), vpm_vm_get_pm_bytes_written(vm)));
+	KV("migrations", "%" PRIu64 " promotions, %" PRIu64 " demotions, %s moved",
+	   vpm_vm_get_promotions(vm), vpm_vm_get_demotions(vm),
+	   format_bytes(b1, sizeof(b1), vpm_vm_get_migrated_bytes(vm)));
+	KV("faults", "%" PRIu64, vpm_vm_get_faults(vm));
+	KV("operations", "%" PRIu64 ", %.0f/s modeled, %.0f/s wall clock", vpm_vm_get_ops(vm),
+	   vpm_vm_get_modeled_ops_per_sec(vm), vpm_vm_get_wall_ops_per_sec(vm));
+	if (loss || streq_ptr(vpm_vm_get_mode(vm), "epoch"))
+		KV("loss window", "%s (writes a host crash may lose)",
+		   format_duration(b1, sizeof(b1), loss));
+	else
+		KV("loss window", "none in %s mode", vpm_vm_get_mode(vm));
+	KV("hints", "%" PRIu64 " persist, %" PRIu64 " discard", vpm_vm_get_hints_persist(vm),
+	   vpm_vm_get_hints_discard(vm));
+	KV("page table", "%s", format_bytes(b1, sizeof(b1), vpm_vm_get_page_table_bytes(vm)));
+	if (pool)
+		KV("device", "#%d in pool '%s', image %s", vpm_vm_get_device_index(vm), pool,
+		   image ? image : "-");
+#undef KV
+}
+
+/* {"key": value} around pretty-printed JSON, indented one more level: vpmd's reply. */
+static void print_json_member(const char *key, const char *pretty)
+{
+	printf("{\n  \"%s\": ", key);
+	for (const char *p = pretty; *p; p++) {
+		putchar(*p);
+		if (*p == '\n')
+			fputs("  ", stdout);
+	}
+	printf("\n}\n");
+}
+
+static int cmd_show(const struct args *a)
+{
+	_cleanup_(vpm_unrefp) struct vpm_ctx *ctx = NULL;
+	_cleanup_(vpm_vm_unrefp) struct vpm_vm *vm = NULL;
+	int r;
+
+	if (a->argc != 1 || is_option(a->argv[0]))
+		return a->argc == 0 ? usage_error(a, "name the VM to show")
+				    : usage_error(a, "takes one VM name");
+	r = open_ctx(a, &ctx);
+	if (r != EXIT_OK)
+		return r;
+	r = vpm_vm_show(ctx, a->argv[0], &vm);
+	if (r < 0)
+		return fail(r);
+	if (a->json)
+		print_json_member("vm", vpm_vm_get_json(vm, true));
+	else
+		print_vm(vm);
+	return EXIT_OK;
+}
+
+/* ---- set-ratio, set-mode, set-policy, set-priority ---- */
+
+#define WAIT_POLL_USEC		  (100 * USEC_PER_MSEC)
+#define WAIT_TIMEOUT_DEFAULT_USEC (300 * USEC_PER_SEC)
+#define PROGRESS_WIDTH		  30
+
+enum setting { SET_RATIO, SET_MODE, SET_POLICY, SET_PRIORITY };
+
+struct waiting {
+	const char *name;
+	uint64_t left, most; /* pages still to move now, and the most seen */
+	bool converged;
+};
+
+static void print_set_result(const struct args *a, struct vpm_vm_list *l, struct waiting *w,
+			     size_t n)
+{
+	if (a->json) {
+		printf("{\n  \"vms\": [");
+		for (size_t i = 0; i < n; i++)
+			printf("%s\n    %s", i ? "," : "",
+			       vpm_vm_get_json(find_vm(l, w[i].name), false));
+		printf("%s]\n}\n", n ? "\n  " : "");
+		return;
+	}
+	if (n == 0) {
+		printf("No VMs attached.\n");
+		return;
+	}
+	printf("%-20s %-6s %-7s %4s %6s %10s %10s  %s\n", "VM", "MODE", "POLICY", "PRIO", "RATIO",
+	       "PM-TARGET", "DRAM-SHARE", "CONVERGED");
+	for (size_t i = 0; i < n; i++) {
+		struct vpm_vm *vm = find_vm(l, w[i].name);
+		const char *policy = vpm_vm_get_policy(vm);
+		char ratio[32], conv[48] = "yes";
+
+		if (vpm_vm_get_migrating_pages(vm))
+			snprintf(conv, sizeof(conv), "no (%" PRIu64 " pages to move)",
+				 vpm_vm_get_migrating_pages(vm));
+		else if (!vm_settled(vm))
+			snprintf(conv, sizeof(conv), "not yet (next epoch boundary)");
+		printf("%-20s %-6s %-7s %4d %6s %10" PRIu64 " %10" PRIu64 "  %s\n",
+		       vpm_vm_get_name(vm), vpm_vm_get_mode(vm), policy ? policy : "-",
+		       vpm_vm_get_priority(vm),
+		       format_ratio(ratio, sizeof(ratio), vpm_vm_get_ratio(vm)),
+		       vpm_vm_get_pm_target(vm), vpm_vm_get_dram_share(vm), conv);
+	}
+}
+
+/* Update w from l; -ENOENT with a message when one of the VMs is gone. */
+static int update_waiting(struct vpm_vm_list *l, struct waiting *w, size_t n, bool *ret_done)
+{
+	bool done = true;
+
+	for (size_t i = 0; i < n; i++) {
+		struct vpm_vm *vm = find_vm(l, w[i].name);
+
+		if (!vm) {
+			fprintf(stderr,
+				"vpmctl: VM '%s' disappeared while vpmctl waited for it to "
+				"converge\n",
+				w[i].name);
+			return -ENOENT;
+		}
+		w[i].left = vpm_vm_get_migrating_pages(vm);
+		w[i].most = MAX(w[i].most, w[i].left);
+		/*
+		 * Once is enough: a guest that writes makes vpmd promote pages between epoch
+		 * boundaries, so a converged VM can be a few pages off again at the next one.
+		 */
+		w[i].converged |= vm_settled(vm);
+		done &= w[i].converged;
+	}
+	*ret_done = done;
+	return 0;
+}
+
+static void draw_progress(const struct waiting *w, size_t n)
+{
+	uint64_t total = 0, left = 0, moved;
+	char bar[PROGRESS_WIDTH + 1];
+	size_t fill;
+
+	for (size_t i = 0; i < n; i++) {
+		total += w[i].most;
+		left += w[i].converged ? 0 : w[i].left;
+	}
+	moved = total - MIN(left, total);
+	fill = total ? (size_t)((double)moved / (double)total * PROGRESS_WIDTH) : 0;
+	memset(bar, '#', fill);
+	memset(bar + fill, ' ', PROGRESS_WIDTH - fill);
+	bar[PROGRESS_WIDTH] = '\0';
+	if (total)
+		fprintf(stderr, "\r[%s] %" PRIu64 "/%" PRIu64 " pages moved\033[K", bar, moved,
+			total);
+	else
+		fprintf(stderr, "\r[%s] waiting for the next epoch boundary\033[K", bar);
+}
+
+static void print_moving(const struct waiting *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (w[i].converged)
+			continue;
+		if (w[i].left)
+			fprintf(stderr, "%s: %" PRIu64 " pages still to move\n", w[i].name,
+				w[i].left);
+		else
+			fprintf(stderr, "%s: waiting for the next epoch boundary\n", w[i].name);
+	}
+}
+
+static void print_not_converged(const struct waiting *w, size_t n)
+{
+	bool first = true;
+
+	for (size_t i = 0; i < n; i++) {
+		if (w[i].converged)
+			continue;
+		fprintf(stderr, "%s%s", first ? "" : ", ", w[i].name);
+		if (w[i].left)
+			fprintf(stderr, " (%" PRIu64 " pages to move)", w[i].left);
+		first = false;
+	}
+}
+
+/* Poll the VMs until all in w have converged; on success *ret_list is the last list. */
+static int wait_converged(struct vpm_ctx *ctx, struct waiting *w, size_t n, uint64_t timeout_usec,
+			  struct vpm_vm_list **ret_list)
+{
+	uint64_t start = now_usec(CLOCK_MONOTONIC), last_line = start;
+	bool tty = isatty(STDERR_FILENO), drawn = false;
+	sigset_t unblocked = catch_stop_signals();
+	char b[64];
+
+	for (;;) {
+		struct vpm_vm_list *l = NULL;
+		uint64_t now;
+		bool done;
+		int r;
+
+		r = vpm_vm_list_get(ctx, &l);
+		if (r < 0) {
+			if (drawn)
+				fprintf(stderr, "\n");
+			return fail(r);
+		}
+		r = update_waiting(l, w, n, &done);
+		if (r == 0 && done) {
+			if (drawn) {
+				draw_progress(w, n);
+				fprintf(stderr, "\n");
+			}
+			*ret_list = l;
+			return EXIT_OK;
+		}
+		if (r < 0) {
+			if (drawn)
+				fprintf(stderr, "\n");
+			vpm_vm_list_unref(l);
+			return EXIT_FAILED;
+		}
+		now = now_usec(CLOCK_MONOTONIC);
+		if (tty) {
+			draw_progress(w, n);
+			drawn = true;
+		} else if (now - last_line >= USEC_PER_SEC) {
+			print_moving(w, n);
+			last_line = now;
+		}
+		vpm_vm_list_unref(l);
+		if (timeout_usec && now - start >= timeout_usec) {
+			fprintf(stderr, "%svpmctl: not converged after %s: ", drawn ? "\n" : "",
+				format_duration(b, sizeof(b), timeout_usec));
+			break;
+		}
+		if (pause_usec(WAIT_POLL_USEC, &unblocked)) {
+			fprintf(stderr,
+				"%svpmctl: interrupted; not converged yet: ", drawn ? "\n" : "");
+			break;
+		}
+	}
+	print_not_converged(w, n);
+	fprintf(stderr, ". The change stays; vpmd goes on moving pages ('vpmctl list' shows "
+			"them).\n");
+	return EXIT_FAILED;
+}
+
+static int run_set(const struct args *a, enum setting what)
+{
+	_cleanup_(vpm_unrefp) struct vpm_ctx *ctx = NULL;
+	_cleanup_(vpm_vm_list_unrefp) struct vpm_vm_list *first = NULL, *last = NULL;
+	_cleanup_free_ struct waiting *w = NULL;
+	uint64_t timeout_usec = WAIT_TIMEOUT_DEFAULT_USEC;
+	const char *operands[2], *name, *value;
+	bool all = false, wait = false, timeout_given = false, options_done = false;
+	size_t n_operands = 0, n = 0;
+	double ratio = 0;
+	int priority = 0, r;
+
+	for (int i = 0; i < a->argc; i++) {
+		const char *arg = a->argv[i];
+
+		if (options_done || !is_option(arg)) {
+			if (n_operands == ELEMENTSOF(operands))
+				return usage_error(a, "too many arguments ('%s')", arg);
+			operands[n_operands++] = arg;
+		} else if (streq(arg, "--"))
+			options_done = true;
+		else if (streq(arg, "--all"))
+			all = true;
+		else if (streq(arg, "--wait"))
+			wait = true;
+		else if (streq(arg, "--timeout") || strncmp(arg, "--timeout=", 10) == 0) {
+			const char *v = NULL;
+
+			if (arg[9] == '=')
+				v = arg + 10;
+			else if (i + 1 < a->argc)
+				v = a->argv[++i];
+
+			if (!v)
+				return usage_error(a, "--timeout needs a number of seconds");
+			if (parse_seconds(v, &timeout_usec) < 0)
+				return usage_error(a, "--timeout '%s' is not a number of seconds",
+						   v);
+			timeout_given = true;
+		} else
+			return usage_error(a, "unknown option '%s'", arg);
+	}
+	if (all && n_operands != 1)
+		return usage_error(a, "with --all, give the new value and no VM name");
+	if (!all && n_operands != 2)
+		return usage_error(a, "give a VM name (or --all) and the new value");
+	if (timeout_given && !wait)
+		return usage_error(a, "--timeout only applies with --wait");
+	name = all ? NULL : operands[0];
+	value = operands[all ? 0 : 1];
+
+	/* values that cannot be right fail here, as vpmd would refuse them (status 1) */
+	switch (what) {
+	case SET_RATIO:
+		if (parse_ratio_arg(value, &ratio) < 0)
+			return usage_error(a, "ratio '%s' is not a number", value);
+		if (!ratio_valid(ratio)) {
+			fprintf(stderr,
+				"vpmctl: ratio '%s' is out of range: use a finite number "
+				"from 1 (every page on PM) to %d\n",
+				value, VPM_RATIO_MAX);
+			return EXIT_FAILED;
+		}
+		break;
+	case SET_PRIORITY:
+		if (parse_int_arg(value, &priority) < 0)
+			return usage_error(a, "priority '%s' is not an integer", value);
+		if (priority < 0 || priority > 100) {
+			fprintf(stderr,
+				"vpmctl: priority '%s' is out of range: use an integer from "
+				"0 to 100\n",
+				value);
+			return EXIT_FAILED;
+		}
+		break;
+	case SET_MODE:
+	case SET_POLICY:
+		if (!*value)
+			return usage_error(a, "the %s is empty",
+					   what == SET_MODE ? "mode" : "policy");
+		break;
+	}
+
+	r = open_ctx(a, &ctx);
+	if (r != EXIT_OK)
+		return r;
+	switch (what) {
+	case SET_RATIO:
+		r = vpm_vm_set_ratio(ctx, name, ratio);
+		break;
+	case SET_MODE:
+		r = vpm_vm_set_mode(ctx, name, value);
+		break;
+	case SET_POLICY:
+		r = vpm_vm_set_policy(ctx, name, value);
+		break;
+	case SET_PRIORITY:
+		r = vpm_vm_set_priority(ctx, name, priority);
+		break;
+	}
+	if (r < 0)
+		return fail(r);
+
+	/* the VMs changed: the one named, or all that are attached now */
+	r = vpm_vm_list_get(ctx, &first);
+	if (r < 0)
+		return fail(r);
+	if (all) {
+		struct vpm_vm *vm;
+
+		vpm_vm_foreach(first, vm)
+			n++;
+	} else
+		n = 1;
+	w = calloc(MAX(n, (size_t)1), sizeof(*w));
+	if (!w) {
+		fprintf(stderr, "vpmctl: out of memory\n");
+		return EXIT_FAILED;
+	}
+	if (all) {
+		struct vpm_vm *vm;
+		size_t i = 0;
+
+		vpm_vm_foreach(first, vm)
+			w[i++].name = vpm_vm_get_name(vm);
+	} else
+		w[0].name = name;
+	if (wait) {
+		r = wait_converged(ctx, w, n, timeout_usec, &last);
+		if (r != EXIT_OK)
+			return r;
+	} else {
+		bool done;
+
+		if (update_waiting(first, w, n, &done) < 0)
+			return EXIT_FAILED;
+	}
+	print_set_result(a, last ? last : first, w, n);
+	return EXIT_OK;
+}
+
+static int cmd_set_ratio(const struct args *a)
+{
+	return run_set(a, SET_RATIO);
+}
+
+static int cmd_set_mode(const struct args *a)
+{
+	return run_set(a, SET_MODE);
+}
+
+static int cmd_set_policy(const struct args *a)
+{
+	return run_set(a, SET_POLICY);
+}
+
+static int cmd_set_priority(const struct args *a)
+{
+	return run_set(a, SET_PRIORITY);
+}
+
+/* ---- stats ---- */
+
+static void print_stats(struct vpm_stats *s)
+{
+	char b[8][32];
+	struct vpm_vm *vm;
+
+	if (!vpm_stats_get_first_vm(s))
+		printf("No VMs attached.\n");
+	else
+		printf("%-16s %-6s %6s %8s %8s %8s %9s %9s %9s %11s %10s %10s %10s %13s %11s\n",
+		       "VM", "MODE", "RATIO", "DRAM", "PM", "EPOCHS", "PAUSE-P50", "PAUSE-P99",
+		       "PAUSE-MAX", "DIRTY/EPOCH", "LOG", "PM-WRITTEN", "MIGRATIONS",
+		       "MODELED-OPS/S", "LOSS-WINDOW");
+	vpm_stats_foreach_vm(s, vm)
+	{
+		bool paused = vpm_vm_get_pause_samples(vm) > 0;
+		uint64_t loss = vpm_vm_get_loss_window_usec(vm);
+
+		printf("%-16s %-6s %6s %8" PRIu64 " %8" PRIu64 " %8" PRIu64
+		       " %9s %9s %9s %11.1f %10s %10s %10" PRIu64 " %13.0f %11s\n",
+		       vpm_vm_get_name(vm), vpm_vm_get_mode(vm),
+		       format_ratio(b[0], sizeof(b[0]), vpm_vm_get_ratio(vm)),
+		       vpm_vm_get_dram_pages(vm), vpm_vm_get_pm_pages(vm), vpm_vm_get_epochs(vm),
+		       paused ? format_duration(b[1], sizeof(b[1]), vpm_vm_get_pause_usec_p50(vm))
+			      : "-",
+		       paused ? format_duration(b[2], sizeof(b[2]), vpm_vm_get_pause_usec_p99(vm))
+			      : "-",
+		       paused ? format_duration(b[3], sizeof(b[3]), vpm_vm_get_pause_usec_max(vm))
+			      : "-",
+		       vpm_vm_get_dirty_pages_per_epoch(vm),
+		       format_bytes(b[4], sizeof(b[4]), vpm_vm_get_log_bytes(vm)),
+		       format_bytes(b[5], sizeof(b[5]), vpm_vm_get_pm_bytes_written(vm)),
+		       vpm_vm_get_promotions(vm) + vpm_vm_get_demotions(vm),
+		       vpm_vm_get_modeled_ops_per_sec(vm),
+		       loss ? format_duration(b[6], sizeof(b[6]), loss) : "-");
+	}
+	printf("total: DRAM %" PRIu64 " of %" PRIu64 " pages in use, PM frames %" PRIu64
+	       " of %" PRIu64 " free, log %s, PM written %s, %" PRIu64 " migrations\n",
+	       vpm_stats_get_dram_used_pages(s), vpm_stats_get_dram_budget_pages(s),
+	       vpm_stats_get_pm_frames_free(s), vpm_stats_get_pm_frames_total(s),
+	       format_bytes(b[0], sizeof(b[0]), vpm_stats_get_log_bytes(s)),
+	       format_bytes(b[1], sizeof(b[1]), vpm_stats_get_pm_bytes_written(s)),
+	       vpm_stats_get_migrations(s));
+}
+
+static int cmd_stats(const struct args *a)
+{
+	_cleanup_(vpm_unrefp) struct vpm_ctx *ctx = NULL;
+	const char *name = NULL;
+	uint64_t interval_usec = USEC_PER_SEC;
+	bool watch = false, options_done = false, tty = isatty(STDOUT_FILENO);
+	sigset_t unblocked;
+	unsigned frames = 0;
+	int r;
+
+	for (int i = 0; i < a->argc; i++) {
+		const char *arg = a->argv[i];
+
+		if (options_done || !is_option(arg)) {
+			if (name)
+				return usage_error(a, "too many arguments ('%s')", arg);
+			name = arg;
+		} else if (streq(arg, "--"))
+			options_done = true;
+		else if (streq(arg, "--watch")) {
+			watch = true;
+			/* an optional interval: the next argument, if it is one */
+			if (i + 1 < a->argc && parse_seconds(a->argv[i + 1], &interval_usec) == 0)
+				i++;
+			else
+				interval_usec = USEC_PER_SEC;
+		} else if (strncmp(arg, "--watch=", 8) == 0) {
+			watch = true;
+			if (parse_seconds(arg + 8, &interval_usec) < 0)
+				return usage_error(a, "--watch '%s' is not a number of seconds",
+						   arg + 8);
+		} else
+			return usage_error(a, "unknown option '%s'", arg);
+	}
+	if (watch && interval_usec == 0)
+		return usage_error(a, "the --watch interval must be more than 0");
+
+	r = open_ctx(a, &ctx);
+	if (r != EXIT_OK)
+		return r;
+	sigemptyset(&unblocked);
+	if (watch)
+		unblocked = catch_stop_signals();
+	for (;;) {
+		_cleanup_(vpm_stats_unrefp) struct vpm_stats *s = NULL;
+
+		r = vpm_stats_get(ctx, name, &s);
+		if (r < 0)
+			return fail(r);
+		if (a->json)
+			printf("%s\n", vpm_stats_get_json(s, !watch));
+		else {
+			if (watch && tty)
+				printf("\033[H\033[2J"); /* home, clear */
+			else if (frames)
+				printf("\n");
+			print_stats(s);
+		}
+		frames++;
+		fflush(stdout);
+		if (!watch || pause_usec(interval_usec, &unblocked))
+			return EXIT_OK;
+	}
 }
 
 /* ---- pool check ---- */
@@ -405,17 +1157,20 @@ static int cmd_version(const struct args *a)
 
 static int cmd_help(const struct args *a);
 
-struct command {
-	const char *name;
-	int (*run)(const struct args *a);
-	int max_args;
-	const char *usage;
-	const char *summary;
-};
-
 static const struct command commands[] = {
 	{ "status", cmd_status, 0, "status", "show vpmd's state, configuration and clients" },
-	{ "list", cmd_list, 0, "list", "show the VMs vpmd serves: tiers, epochs, operations" },
+	{ "list", cmd_list, 0, "list", "show the VMs vpmd serves: tiers, ratios, epochs" },
+	{ "show", cmd_show, 1, "show VM", "show one VM in detail, with its statistics" },
+	{ "set-ratio", cmd_set_ratio, 6, "set-ratio VM|--all RATIO [--wait [--timeout SEC]]",
+	  "set how many guest PM pages share a PM frame (root)" },
+	{ "set-mode", cmd_set_mode, 6, "set-mode VM|--all MODE [--wait [--timeout SEC]]",
+	  "set the durability mode: native, epoch or hint (root)" },
+	{ "set-policy", cmd_set_policy, 6, "set-policy VM|--all POLICY [--wait [--timeout SEC]]",
+	  "set the placement policy: vpm, static, random, lru or oracle (root)" },
+	{ "set-priority", cmd_set_priority, 6, "set-priority VM|--all N [--wait [--timeout SEC]]",
+	  "set the migration priority, 0 to 100 (root)" },
+	{ "stats", cmd_stats, 4, "stats [VM] [--watch [SEC]]",
+	  "show pauses, log and PM writes, migrations and throughput" },
 	{ "pools", cmd_pools, 0, "pools", "show PM pools and the host's NVDIMM regions" },
 	{ "pool-check", cmd_pool_check, 1, "pool-check [POOL]",
 	  "re-read a pool's structures and report damage (JSON)" },
@@ -429,19 +1184,28 @@ static const struct command commands[] = {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: vpmctl [OPTIONS] COMMAND\n\n"
+		"Usage: vpmctl [OPTIONS] COMMAND [ARGUMENTS]\n\n"
 		"Control vpmd, the VPM daemon.\n\n"
-		"Options:\n"
+		"Options (before the command):\n"
 		"  -s, --socket PATH  vpmd's socket (default: $%s or %s)\n"
 		"  -j, --json         print JSON on stdout\n"
 		"  -h, --help         show this help\n"
 		"      --version      same as the version command\n\n"
 		"Commands:\n",
 		VPM_SOCKET_ENV, VPM_SOCKET_DEFAULT);
-	for (size_t i = 0; i < ELEMENTSOF(commands); i++)
-		fprintf(f, "  %-16s %s\n", commands[i].usage, commands[i].summary);
-	fprintf(f, "\nExit status: 0 ok, 1 vpmd refused or failed the request, 2 usage error,\n"
-		   "3 vpmd not reachable, 4 permission denied, 5 protocol mismatch. See vpmctl(8).\n");
+	for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
+		if (strlen(commands[i].usage) > 18)
+			fprintf(f, "  %s\n  %-18s %s\n", commands[i].usage, "",
+				commands[i].summary);
+		else
+			fprintf(f, "  %-18s %s\n", commands[i].usage, commands[i].summary);
+	}
+	fprintf(f,
+		"\nset-* change the VM named or, with --all, every VM; --wait waits until the\n"
+		"placement has converged (at most --timeout seconds, default 300, 0 for ever).\n"
+		"stats --watch repeats every SEC seconds (default 1) until interrupted.\n"
+		"\nExit status: 0 ok, 1 vpmd refused or failed the request, 2 usage error,\n"
+		"3 vpmd not reachable, 4 permission denied, 5 protocol mismatch. See vpmctl(8).\n");
 }
 
 static int cmd_help(const struct args *a)
@@ -504,11 +1268,13 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "vpmctl: unknown command '%s'. Try 'vpmctl help'.\n", argv[optind]);
 		return EXIT_USAGE;
 	}
+	a.cmd = cmd;
 	a.argc = argc - optind - 1;
 	a.argv = argv + optind + 1;
 	if (a.argc > cmd->max_args) {
-		fprintf(stderr, "vpmctl: '%s' takes no argument '%s'. Usage: vpmctl %s\n",
-			cmd->name, a.argv[0], cmd->usage);
+		fprintf(stderr, "vpmctl: '%s' takes no %sargument '%s'. Usage: vpmctl %s\n",
+			cmd->name, cmd->max_args ? "further " : "", a.argv[cmd->max_args],
+			cmd->usage);
 		return EXIT_USAGE;
 	}
 	return cmd->run(&a);

@@ -22,9 +22,18 @@ const char *vpm_json_str(struct json_object *o, const char *key);
 uint64_t vpm_json_u64(struct json_object *o, const char *key);
 int vpm_json_int(struct json_object *o, const char *key, int fallback);
 bool vpm_json_bool(struct json_object *o, const char *key);
+/* A JSON number (integer or not) as a double; 0 when missing or of another type. */
+double vpm_json_double(struct json_object *o, const char *key);
 struct json_object *vpm_json_child(struct json_object *o, const char *key);
 /* The array under key in o and its length; NULL and 0 when o has no such array. */
 size_t vpm_json_array(struct json_object *o, const char *key, struct json_object **ret_array);
 const char *vpm_json_text(struct json_object *o, bool pretty);
+
+/*
+ * A VM list over the objects of array, which is a JSON array, one VM object or NULL (no VMs),
+ * and lives in json. Takes the caller's reference to json, even on failure. 0 or -ENOMEM.
+ */
+int vpm_vm_list_build(struct json_object *json, struct json_object *array,
+		      struct vpm_vm_list **ret_list);
 
 #endif

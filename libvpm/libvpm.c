@@ -390,6 +390,16 @@ bool vpm_json_bool(struct json_object *o, const char *key)
 	return vpm_json_get_bool(o, key, &b) < 0 ? false : b;
 }
 
+double vpm_json_double(struct json_object *o, const char *key)
+{
+	struct json_object *v = vpm_json_child(o, key);
+
+	if (!v ||
+	    !(json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)))
+		return 0;
+	return json_object_get_double(v);
+}
+
 struct json_object *vpm_json_child(struct json_object *o, const char *key)
 {
 	struct json_object *v;

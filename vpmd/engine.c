@@ -402,9 +402,13 @@ static void demote_victims(struct vm *vm)
 				  failed);
 }
 
+/*
+ * In hint mode a DRAM page may hold stores no commit has seen, so a victim goes into the
+ * boundary's commit: its frame then gets a version newer than any the frame held.
+ */
 static void take_victim(struct vm *vm, uint64_t g)
 {
-	pt_set_flags(&vm->pt, g, 0, PT_WRITABLE);
+	pt_set_flags(&vm->pt, g, vm->mode == VM_MODE_HINT ? PT_FORCE : 0, PT_WRITABLE);
 	queue_map(vm, g, BACKEND_DRAM, g, false);
 	vm->cand[vm->n_cand++] = g;
 }
@@ -507,10 +511,10 @@ static int epoch_boundary(struct vm *vm, bool early)
 					 vm->name, vm->epoch + 1);
 	ops->harvest(vm->b, vm->dirty, vm->accessed);
 	punch_demoted(vm);
-	n = stage_pages(vm, false);
 	dram = dram_pages(vm);
 	over = dram > vm->dram_share ? dram - vm->dram_share : 0;
 	choose_victims(vm, early ? over : take_tokens(vm, over));
+	n = stage_pages(vm, false);
 	ops->resume(vm->b);
 	sample_add(&vm->pause, now_usec(CLOCK_MONOTONIC) - t0);
 
@@ -956,8 +960,13 @@ static int check_fit(struct engine *en, const struct plan *plans, size_t n_plans
 static void apply_targets(struct vm *vm)
 {
 	targets(vm->n_pages, vm->ratio, vm->mode, &vm->pm_target, &vm->dram_share, &vm->headroom);
-	vm->converged = false; /* until the next boundary says so */
-	vm->migrating = 0;
+	/* until the next boundary says so; native has none, and the switch put all on PM */
+	vm->converged = vm->mode == VM_MODE_NATIVE && dram_pages(vm) == 0;
+	vm->migrating = vm->mode == VM_MODE_NATIVE ? dram_pages(vm) : 0;
+	if (vm->converged) {
+		vm->boundary_dram = 0;
+		vm->boundary_pm = pm_pages(vm);
+	}
 }
 
 /* ---- JSON ------------------------------------------------------------------------------- */
@@ -1089,16 +1098,22 @@ static int no_such_vm(const char *name, char *errbuf, size_t errlen)
 int engine_vm_show(struct engine *en, const char *name, struct json_object **ret, char *errbuf,
 		   size_t errlen)
 {
-	_cleanup_json_ struct json_object *o = json_object_new_object();
-	struct json_object *v = json_object_new_object(), *dev = json_object_new_object();
+	_cleanup_json_ struct json_object *o = NULL;
+	struct json_object *v, *dev;
 	struct vm *vm = find_vm(en, name);
 	char image[PATH_MAX];
 	int r = 0;
 
 	if (!vm)
 		return no_such_vm(name, errbuf, errlen);
-	if (!o || json_add(o, "vm", v) < 0 || vm_summary_json(vm, v) < 0 ||
-	    json_add(v, "stats", vm_stats_json(vm)) < 0 || json_add(v, "device", dev) < 0)
+	o = json_object_new_object();
+	v = json_object_new_object();
+	dev = json_object_new_object();
+	if (!o || !v || json_add(v, "device", dev) < 0 || json_add(o, "vm", v) < 0) {
+		json_object_put(o ? NULL : v);
+		return -ENOMEM;
+	}
+	if (vm_summary_json(vm, v) < 0 || json_add(v, "stats", vm_stats_json(vm)) < 0)
 		return -ENOMEM;
 	snprintf(image, sizeof(image), "%s/%s.img", en->image_dir, vm->name);
 	r |= json_add(v, "epoch_interval_usec", json_object_new_uint64(en->epoch_usec));
@@ -1115,14 +1130,17 @@ int engine_vm_show(struct engine *en, const char *name, struct json_object **ret
 int engine_stats(struct engine *en, const char *name, struct json_object **ret, char *errbuf,
 		 size_t errlen)
 {
-	_cleanup_json_ struct json_object *o = json_object_new_object();
-	struct json_object *a = json_object_new_array(), *t = json_object_new_object();
+	_cleanup_json_ struct json_object *o = NULL;
+	struct json_object *a, *t;
 	uint64_t dram = 0, migrations = 0, log_bytes = 0, pm_bytes = 0;
 	struct pm_stats ps = {};
 	int r = 0;
 
 	if (name && !find_vm(en, name))
 		return no_such_vm(name, errbuf, errlen);
+	o = json_object_new_object();
+	a = json_object_new_array();
+	t = json_object_new_object();
 	if (!o || json_add(o, "vms", a) < 0 || json_add(o, "totals", t) < 0)
 		return -ENOMEM;
 	for (struct vm *vm = en ? en->vms : NULL; vm; vm = vm->next) {
@@ -1205,7 +1223,7 @@ int engine_vm_set(struct engine *en, const char *name, const struct engine_setti
 	size_t n = 0;
 	int r;
 
-	if (!o || json_add(o, "vms", a) < 0)
+	if (!o || json_add(o, "vms", a) < 0) /* o owns a from here on */
 		return -ENOMEM;
 	if (name && !find_vm(en, name))
 		return no_such_vm(name, errbuf, errlen);

@@ -196,6 +196,103 @@ uint64_t vpm_vm_get_epoch(const struct vpm_vm *vm);
 uint64_t vpm_vm_get_epochs(const struct vpm_vm *vm);
 uint64_t vpm_vm_get_ops(const struct vpm_vm *vm);
 
+/*
+ * A VM belongs to the list, stats object or vpm_vm_show() reply it came from: vpm_vm_ref()
+ * keeps all of that alive, vpm_vm_unref() drops the reference. The VM object as JSON text.
+ */
+struct vpm_vm *vpm_vm_ref(struct vpm_vm *vm);
+struct vpm_vm *vpm_vm_unref(struct vpm_vm *vm);
+const char *vpm_vm_get_json(const struct vpm_vm *vm, bool pretty);
+
+/* "sim"; the placement policy: "vpm", "static", "random", "lru" or "oracle". */
+const char *vpm_vm_get_backend(const struct vpm_vm *vm);
+const char *vpm_vm_get_policy(const struct vpm_vm *vm);
+/* 0..100, higher migrates first and keeps DRAM longer; -1 when vpmd did not say. */
+int vpm_vm_get_priority(const struct vpm_vm *vm);
+/* Guest PM pages per PM frame the VM may hold (>= 1); 0 when vpmd did not say. */
+double vpm_vm_get_ratio(const struct vpm_vm *vm);
+/* Pages only in the device image (never touched since the VM attached). */
+uint64_t vpm_vm_get_image_pages(const struct vpm_vm *vm);
+/* PM frames the ratio gives the VM, and the DRAM pages it may keep at an epoch boundary. */
+uint64_t vpm_vm_get_pm_target(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_dram_share(const struct vpm_vm *vm);
+/* True when the placement met the ratio at the last epoch boundary; else the pages to move. */
+bool vpm_vm_is_converged(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_migrating_pages(const struct vpm_vm *vm);
+/* Pages dirtied in all epochs, first-touch faults, pages moved to DRAM and to PM frames. */
+uint64_t vpm_vm_get_dirty_pages(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_faults(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_promotions(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_demotions(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_pause_usec_max(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_page_table_bytes(const struct vpm_vm *vm);
+
+/*
+ * Statistics: only VMs from vpm_vm_show() and vpm_stats_get() carry them (has_stats is true);
+ * the getters return 0 for others.
+ */
+bool vpm_vm_has_stats(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_pause_usec_p50(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_pause_usec_p99(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_pause_samples(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_dirty_pages_last_epoch(const struct vpm_vm *vm);
+double vpm_vm_get_dirty_pages_per_epoch(const struct vpm_vm *vm);
+/* Bytes the VM's commits appended to the PM log; those plus PM frame bytes written (wear). */
+uint64_t vpm_vm_get_log_bytes(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_pm_bytes_written(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_migrated_bytes(const struct vpm_vm *vm);
+double vpm_vm_get_modeled_ops_per_sec(const struct vpm_vm *vm);
+double vpm_vm_get_wall_ops_per_sec(const struct vpm_vm *vm);
+/* Writes a crash may lose: epoch interval plus commit time p99 in epoch mode, else 0. */
+uint64_t vpm_vm_get_loss_window_usec(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_hints_persist(const struct vpm_vm *vm);
+uint64_t vpm_vm_get_hints_discard(const struct vpm_vm *vm);
+
+/* Only from vpm_vm_show(): the epoch interval and the VM's device (index -1 when absent). */
+uint64_t vpm_vm_get_epoch_interval_usec(const struct vpm_vm *vm);
+const char *vpm_vm_get_device_pool(const struct vpm_vm *vm);
+int vpm_vm_get_device_index(const struct vpm_vm *vm);
+const char *vpm_vm_get_device_image(const struct vpm_vm *vm);
+
+/* One VM with its statistics and device; -ENOENT when vpmd serves no VM of that name. */
+int vpm_vm_show(struct vpm_ctx *ctx, const char *name, struct vpm_vm **ret_vm);
+
+/*
+ * Change the VM called name, or every VM when name is NULL (root only). vpmd applies the
+ * change to all of them or to none. A ratio must be finite, from 1 to 65536; mode "native"
+ * forces ratio 1. The new placement is reached over the next epoch boundaries: poll
+ * vpm_vm_is_converged().
+ */
+int vpm_vm_set_ratio(struct vpm_ctx *ctx, const char *name, double ratio);
+int vpm_vm_set_mode(struct vpm_ctx *ctx, const char *name, const char *mode);
+int vpm_vm_set_policy(struct vpm_ctx *ctx, const char *name, const char *policy);
+int vpm_vm_set_priority(struct vpm_ctx *ctx, const char *name, int priority);
+
+/* ---- statistics ---- */
+struct vpm_stats;
+
+/* Statistics of the VM called name, or of every VM when name is NULL, and host totals. */
+int vpm_stats_get(struct vpm_ctx *ctx, const char *name, struct vpm_stats **ret_stats);
+struct vpm_stats *vpm_stats_ref(struct vpm_stats *stats);
+struct vpm_stats *vpm_stats_unref(struct vpm_stats *stats);
+const char *vpm_stats_get_json(const struct vpm_stats *stats, bool pretty);
+/*
+ * The VMs, iterated with vpm_vm_get_next(); each carries name, mode, ratio and statistics
+ * (vpm_vm_has_stats() is true). They stay valid as long as the stats object.
+ */
+struct vpm_vm *vpm_stats_get_first_vm(struct vpm_stats *stats);
+#define vpm_stats_foreach_vm(stats, vm)                                                            \
+	for (vm = vpm_stats_get_first_vm(stats); vm != NULL; vm = vpm_vm_get_next(vm))
+
+/* Totals over the host: DRAM pages allowed and in use, PM frames, log and PM bytes, moves. */
+uint64_t vpm_stats_get_dram_budget_pages(const struct vpm_stats *stats);
+uint64_t vpm_stats_get_dram_used_pages(const struct vpm_stats *stats);
+uint64_t vpm_stats_get_pm_frames_total(const struct vpm_stats *stats);
+uint64_t vpm_stats_get_pm_frames_free(const struct vpm_stats *stats);
+uint64_t vpm_stats_get_log_bytes(const struct vpm_stats *stats);
+uint64_t vpm_stats_get_pm_bytes_written(const struct vpm_stats *stats);
+uint64_t vpm_stats_get_migrations(const struct vpm_stats *stats);
+
 /* ---- control ---- */
 /*
  * Ask vpmd to re-read its configuration (root only). It applies all of it or nothing. If

@@ -18,6 +18,64 @@ expect_rc 2 "$VPMCTL" status extra-arg
 expect_rc 2 "$VPMCTL" --no-such-option status
 expect_rc 0 "$VPMCTL" help
 expect_grep "status" "$T/stdout"
+for cmd in show set-ratio set-mode set-policy set-priority stats; do
+	expect_grep "^  $cmd" "$T/stdout"
+done
+
+# the engine commands' usage errors: exit 2, the message and usage on stderr, nothing on stdout
+usage_error() {
+	local want=$1
+	shift
+	expect_rc 2 "$VPMCTL" -s "$SOCK" "$@"
+	expect_grep "$want" "$T/stderr"
+	expect_grep "Usage: vpmctl $1" "$T/stderr"
+	[ ! -s "$T/stdout" ] || fail "'$*' printed on stdout: $(cat "$T/stdout")"
+}
+usage_error "name the VM" show
+usage_error "takes no further argument 'b'" show a b
+usage_error "give a VM name (or --all) and the new value" set-ratio
+usage_error "give a VM name (or --all) and the new value" set-ratio kv1
+usage_error "with --all, give the new value and no VM name" set-ratio --all
+usage_error "with --all, give the new value and no VM name" set-ratio --all kv1 2
+usage_error "too many arguments ('3')" set-ratio kv1 2 3
+usage_error "ratio 'two' is not a number" set-ratio kv1 two
+usage_error "ratio '0x10' is not a number" set-ratio kv1 0x10
+usage_error "ratio '' is not a number" set-ratio kv1 ''
+usage_error "unknown option '--bogus'" set-ratio kv1 2 --bogus
+usage_error "--timeout only applies with --wait" set-ratio kv1 2 --timeout 5
+usage_error "--timeout needs a number of seconds" set-ratio kv1 2 --wait --timeout
+usage_error "--timeout 'soon' is not a number of seconds" set-ratio kv1 2 --wait --timeout soon
+usage_error "--timeout '-1' is not a number of seconds" set-ratio kv1 2 --wait --timeout=-1
+usage_error "give a VM name (or --all) and the new value" set-mode kv1
+usage_error "the mode is empty" set-mode kv1 ''
+usage_error "with --all, give the new value and no VM name" set-policy --all
+usage_error "unknown option '-x'" set-policy kv1 lru -x
+usage_error "priority 'high' is not an integer" set-priority kv1 high
+usage_error "priority '1.5' is not an integer" set-priority kv1 1.5
+usage_error "too many arguments ('b')" stats a b
+usage_error "unknown option '--frob'" stats --frob
+usage_error "the --watch interval must be more than 0" stats --watch 0
+usage_error "--watch 'often' is not a number of seconds" stats --watch=often
+
+# values that cannot be right: exit 1 before vpmctl connects, so even without vpmd
+for bad in 0.5 0 -1 -0.5 nan inf -inf 1e999 65536.5 1e9; do
+	expect_rc 1 "$VPMCTL" -s "$SOCK" set-ratio kv1 "$bad"
+	expect_grep "vpmctl: ratio '$bad' is out of range: use a finite number from 1" "$T/stderr"
+done
+expect_rc 1 "$VPMCTL" -s "$SOCK" set-ratio --all 0.99 --wait
+expect_grep "ratio '0.99' is out of range" "$T/stderr"
+for bad in -1 101 99999999999999999999; do
+	expect_rc 1 "$VPMCTL" -s "$SOCK" set-priority kv1 "$bad"
+	expect_grep "vpmctl: priority '$bad' is out of range: use an integer from 0 to 100" \
+		"$T/stderr"
+done
+# good values get as far as connecting
+expect_rc 3 "$VPMCTL" -s "$SOCK" set-ratio kv1 65536
+expect_rc 3 "$VPMCTL" -s "$SOCK" set-ratio --all 1.5 --wait --timeout 2min
+expect_rc 3 "$VPMCTL" -s "$SOCK" set-priority --all 0
+expect_rc 3 "$VPMCTL" -s "$SOCK" set-mode kv1 epoch
+expect_rc 3 "$VPMCTL" -s "$SOCK" stats kv1 --watch 0.5
+expect_rc 3 "$VPMCTL" -s "$SOCK" show kv1
 
 write_config
 start_vpmd
@@ -60,6 +118,12 @@ expect_rc 0 "$VPMCTL" -s "$SOCK" version
 expect_grep "^vpmd  *[0-9.]* (protocol 1)" "$T/stdout"
 expect_rc 0 "$VPMCTL" -s "$SOCK" -j version
 jq_check '.vpmd == .vpmctl and .protocol == 1' "$T/stdout"
+
+# VM commands with vpmd but no VMs (the pool is not formatted)
+expect_rc 0 "$VPMCTL" -s "$SOCK" list
+expect_grep "No VMs attached" "$T/stdout"
+expect_rc 0 "$VPMCTL" -s "$SOCK" -j list
+jq_check '.vms == []' "$T/stdout"
 
 # the socket from the environment
 VPM_SOCKET="$SOCK" expect_rc 0 "$VPMCTL" -j status

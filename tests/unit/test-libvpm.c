@@ -1,0 +1,504 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * libvpm's VM, vm-set and stats calls against a canned vpmd: the requests they send, what
+ * their getters read from replies, and the arguments they refuse before sending anything.
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "check-main.h"
+#include "vpm/libvpm.h"
+
+/* ---- a vpmd that answers every request with one canned reply ---- */
+
+struct fake {
+	char dir[64], path[128];
+	int listen_fd;
+	pthread_t thread;
+	const char *reply; /* the result object's JSON, or an error object with "error" */
+	char request[4096];
+	int requests;
+};
+
+static void *fake_run(void *userdata)
+{
+	struct fake *f = userdata;
+	int fd;
+
+	while ((fd = accept(f->listen_fd, NULL, NULL)) >= 0) {
+		for (;;) {
+			size_t len = 0;
+			ssize_t n;
+			char msg[8192];
+
+			while ((n = read(fd, f->request + len, sizeof(f->request) - 1 - len)) > 0) {
+				len += (size_t)n;
+				if (memchr(f->request, '\0', len))
+					break;
+			}
+			if (n <= 0)
+				break;
+			f->requests++;
+			if (strncmp(f->reply, "{\"error\"", 8) == 0)
+				snprintf(msg, sizeof(msg), "{\"protocol\": 1, %s", f->reply + 1);
+			else
+				snprintf(msg, sizeof(msg), "{\"protocol\": 1, \"result\": %s}",
+					 f->reply);
+			if (write(fd, msg, strlen(msg) + 1) < 0)
+				break;
+		}
+		close(fd);
+	}
+	return NULL;
+}
+
+static void fake_start(struct fake *f, const char *reply)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	memset(f, 0, sizeof(*f));
+	f->reply = reply;
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test-libvpm.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/vpmd.sock", f->dir);
+	strcpy(sa.sun_path, f->path);
+	f->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(f->listen_fd, 0);
+	ck_assert_int_eq(bind(f->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(f->listen_fd, 4), 0);
+	ck_assert_int_eq(pthread_create(&f->thread, NULL, fake_run, f), 0);
+}
+
+static void fake_stop(struct fake *f)
+{
+	shutdown(f->listen_fd, SHUT_RDWR);
+	close(f->listen_fd);
+	pthread_join(f->thread, NULL);
+	unlink(f->path);
+	rmdir(f->dir);
+}
+
+/* The last request's params; the caller puts the returned object. */
+static struct json_object *fake_params(struct fake *f, const char *method)
+{
+	struct json_object *req = json_tokener_parse(f->request), *m, *p;
+
+	ck_assert_ptr_nonnull(req);
+	ck_assert(json_object_object_get_ex(req, "method", &m));
+	ck_assert_str_eq(json_object_get_string(m), method);
+	if (!json_object_object_get_ex(req, "params", &p) || !p) {
+		json_object_put(req);
+		return json_object_new_object();
+	}
+	json_object_get(p);
+	json_object_put(req);
+	return p;
+}
+
+static struct vpm_ctx *ctx_for(const char *path)
+{
+	struct vpm_ctx *ctx = NULL;
+
+	ck_assert_int_eq(vpm_new(path, &ctx), 0);
+	return ctx;
+}
+
+#define SUMMARY                                                                                    \
+	"\"name\": \"kv1\", \"backend\": \"sim\", \"mode\": \"epoch\", \"policy\": \"lru\", "     \
+	"\"priority\": 70, \"ratio\": 2.5, \"pages\": 256, \"vcpus\": 2, \"dram_pages\": 100, "  \
+	"\"pm_pages\": 120, \"image_pages\": 36, \"pm_target\": 103, \"dram_share\": 153, "      \
+	"\"converged\": false, \"migrating_pages\": 17, \"epoch\": 900, \"epochs\": 800, "       \
+	"\"dirty_pages\": 5000, \"faults\": 300, \"promotions\": 40, \"demotions\": 60, "        \
+	"\"pause_usec_max\": 2500, \"ops\": 123456, \"page_table_bytes\": 2048"
+
+#define STATS                                                                                      \
+	"{\"pages\": {\"dram\": 101, \"pm\": 119, \"image\": 36}, \"epochs\": 801, "             \
+	"\"pause_usec\": {\"p50\": 45, \"p99\": 900, \"max\": 2501, \"samples\": 801}, "         \
+	"\"dirty_pages_per_epoch\": {\"last\": 7, \"mean\": 6.25}, \"log_bytes\": 1000000, "     \
+	"\"pm_bytes_written\": 3000000, "                                                        \
+	"\"migrations\": {\"promotions\": 41, \"demotions\": 61, \"bytes\": 417792}, "           \
+	"\"ops\": 123457, \"modeled_ops_per_sec\": 5000.5, \"wall_ops_per_sec\": 4000, "         \
+	"\"loss_window_usec\": 21000, \"hints\": {\"persist\": 3, \"discard\": 4}, "             \
+	"\"faults\": 301}"
+
+/* ---- arguments refused before anything is sent ---- */
+
+START_TEST(test_set_refuses_bad_values)
+{
+	/* nobody listens here: a call that got as far as connecting would fail with ENOENT */
+	struct vpm_ctx *ctx = ctx_for("/nonexistent/vpmd.sock");
+	const double bad[] = { NAN, INFINITY, -INFINITY, 0.0, 0.999, -1.0, 65536.001, 1e300 };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(vpm_vm_set_ratio(ctx, "kv1", bad[i]), -EINVAL);
+		ck_assert_ptr_nonnull(strstr(vpm_errormsg(), "out of range"));
+		ck_assert_int_eq(vpm_vm_set_ratio(ctx, NULL, bad[i]), -EINVAL);
+	}
+	ck_assert_int_eq(vpm_vm_set_ratio(ctx, "kv1", 1.0), -ENOENT);
+	ck_assert_int_eq(vpm_vm_set_ratio(ctx, NULL, 65536.0), -ENOENT);
+	ck_assert_int_eq(vpm_vm_set_ratio(ctx, "", 2.0), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(vpm_errormsg(), "empty"));
+
+	ck_assert_int_eq(vpm_vm_set_priority(ctx, "kv1", -1), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(vpm_errormsg(), "0 to 100"));
+	ck_assert_int_eq(vpm_vm_set_priority(ctx, "kv1", 101), -EINVAL);
+	ck_assert_int_eq(vpm_vm_set_priority(ctx, "kv1", 100), -ENOENT);
+	ck_assert_int_eq(vpm_vm_set_priority(ctx, NULL, 0), -ENOENT);
+
+	ck_assert_int_eq(vpm_vm_set_mode(ctx, "kv1", NULL), -EINVAL);
+	ck_assert_int_eq(vpm_vm_set_mode(ctx, "kv1", ""), -EINVAL);
+	ck_assert_int_eq(vpm_vm_set_mode(ctx, "kv1", "epoch"), -ENOENT);
+	ck_assert_int_eq(vpm_vm_set_policy(ctx, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(vpm_vm_set_policy(ctx, NULL, ""), -EINVAL);
+	ck_assert_int_eq(vpm_vm_set_policy(ctx, NULL, "lru"), -ENOENT);
+	ck_assert_int_eq(vpm_vm_set_ratio(NULL, "kv1", 2.0), -EINVAL);
+	vpm_unref(ctx);
+}
+END_TEST
+
+START_TEST(test_show_and_stats_refuse_bad_arguments)
+{
+	struct vpm_ctx *ctx = ctx_for("/nonexistent/vpmd.sock");
+	struct vpm_vm *vm = NULL;
+	struct vpm_stats *s = NULL;
+
+	ck_assert_int_eq(vpm_vm_show(ctx, NULL, &vm), -EINVAL);
+	ck_assert_int_eq(vpm_vm_show(ctx, "", &vm), -EINVAL);
+	ck_assert_int_eq(vpm_vm_show(ctx, "kv1", NULL), -EINVAL);
+	ck_assert_int_eq(vpm_vm_show(ctx, "kv1", &vm), -ENOENT);
+	ck_assert_ptr_null(vm);
+	ck_assert_int_eq(vpm_stats_get(ctx, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(vpm_stats_get(ctx, "", &s), -EINVAL);
+	ck_assert_int_eq(vpm_stats_get(ctx, NULL, &s), -ENOENT);
+	ck_assert_ptr_null(s);
+	vpm_unref(ctx);
+}
+END_TEST
+
+START_TEST(test_null_objects)
+{
+	ck_assert_ptr_null(vpm_vm_ref(NULL));
+	ck_assert_ptr_null(vpm_vm_unref(NULL));
+	ck_assert_ptr_null(vpm_vm_get_json(NULL, true));
+	ck_assert_ptr_null(vpm_vm_get_policy(NULL));
+	ck_assert_int_eq(vpm_vm_get_priority(NULL), -1);
+	ck_assert(vpm_vm_get_ratio(NULL) == 0);
+	ck_assert(!vpm_vm_is_converged(NULL));
+	ck_assert(!vpm_vm_has_stats(NULL));
+	ck_assert_uint_eq(vpm_vm_get_pause_usec_p99(NULL), 0);
+	ck_assert(vpm_vm_get_modeled_ops_per_sec(NULL) == 0);
+	ck_assert_int_eq(vpm_vm_get_device_index(NULL), -1);
+	ck_assert_ptr_null(vpm_vm_get_device_pool(NULL));
+	ck_assert_ptr_null(vpm_stats_ref(NULL));
+	ck_assert_ptr_null(vpm_stats_unref(NULL));
+	ck_assert_ptr_null(vpm_stats_get_json(NULL, false));
+	ck_assert_ptr_null(vpm_stats_get_first_vm(NULL));
+	ck_assert_uint_eq(vpm_stats_get_pm_frames_free(NULL), 0);
+}
+END_TEST
+
+/* ---- requests and replies ---- */
+
+START_TEST(test_vm_set_requests)
+{
+	struct fake f;
+	struct vpm_ctx *ctx;
+	struct json_object *p, *v;
+
+	fake_start(&f, "{\"vms\": []}");
+	ctx = ctx_for(f.path);
+
+	ck_assert_int_eq(vpm_vm_set_ratio(ctx, "kv1", 1.5), 0);
+	p = fake_params(&f, "vm-set");
+	ck_assert_int_eq(json_object_object_length(p), 2);
+	ck_assert(json_object_object_get_ex(p, "name", &v));
+	ck_assert_str_eq(json_object_get_string(v), "kv1");
+	ck_assert(json_object_object_get_ex(p, "ratio", &v));
+	ck_assert(json_object_get_double(v) == 1.5);
+	json_object_put(p);
+
+	/* all VMs: {"all": true}, never a name */
+	ck_assert_int_eq(vpm_vm_set_ratio(ctx, NULL, 3.0), 0);
+	p = fake_params(&f, "vm-set");
+	ck_assert_int_eq(json_object_object_length(p), 2);
+	ck_assert(json_object_object_get_ex(p, "all", &v));
+	ck_assert(json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v));
+	ck_assert(json_object_object_get_ex(p, "ratio", &v));
+	ck_assert(json_object_get_double(v) == 3.0);
+	json_object_put(p);
+
+	ck_assert_int_eq(vpm_vm_set_mode(ctx, "kv1", "hint"), 0);
+	p = fake_params(&f, "vm-set");
+	ck_assert(json_object_object_get_ex(p, "mode", &v));
+	ck_assert_str_eq(json_object_get_string(v), "hint");
+	json_object_put(p);
+
+	ck_assert_int_eq(vpm_vm_set_policy(ctx, NULL, "oracle"), 0);
+	p = fake_params(&f, "vm-set");
+	ck_assert(json_object_object_get_ex(p, "policy", &v));
+	ck_assert_str_eq(json_object_get_string(v), "oracle");
+	ck_assert(json_object_object_get_ex(p, "all", &v));
+	json_object_put(p);
+
+	ck_assert_int_eq(vpm_vm_set_priority(ctx, "kv1", 0), 0);
+	p = fake_params(&f, "vm-set");
+	ck_assert(json_object_object_get_ex(p, "priority", &v));
+	ck_assert(json_object_is_type(v, json_type_int));
+	ck_assert_int_eq(json_object_get_int(v), 0);
+	json_object_put(p);
+
+	ck_assert_int_eq(f.requests, 5);
+	vpm_unref(ctx);
+	fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_vm_set_error)
+{
+	struct fake f;
+	struct vpm_ctx *ctx;
+
+	fake_start(&f, "{\"error\": {\"errno\": 28, \"name\": \"ENOSPC\", \"message\": \"ratio 1.5 "
+		       "for 'kv1' needs 342 PM frames but pool 'test' has 200 free\"}}");
+	ctx = ctx_for(f.path);
+	ck_assert_int_eq(vpm_vm_set_ratio(ctx, "kv1", 1.5), -ENOSPC);
+	ck_assert_str_eq(vpm_errormsg(),
+			 "ratio 1.5 for 'kv1' needs 342 PM frames but pool 'test' has 200 free");
+	vpm_unref(ctx);
+	fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_vm_list_summary)
+{
+	struct fake f;
+	struct vpm_ctx *ctx;
+	struct vpm_vm_list *l = NULL;
+	struct vpm_vm *vm, *held;
+
+	fake_start(&f, "{\"vms\": [{" SUMMARY "}, {\"name\": \"old\", \"mode\": \"epoch\", "
+		       "\"pages\": 8, \"ratio\": 3}]}");
+	ctx = ctx_for(f.path);
+	ck_assert_int_eq(vpm_vm_list_get(ctx, &l), 0);
+	vm = vpm_vm_get_first(l);
+	ck_assert_str_eq(vpm_vm_get_name(vm), "kv1");
+	ck_assert_str_eq(vpm_vm_get_backend(vm), "sim");
+	ck_assert_str_eq(vpm_vm_get_policy(vm), "lru");
+	ck_assert_int_eq(vpm_vm_get_priority(vm), 70);
+	ck_assert(vpm_vm_get_ratio(vm) == 2.5);
+	ck_assert_uint_eq(vpm_vm_get_pages(vm), 256);
+	ck_assert_uint_eq(vpm_vm_get_dram_pages(vm), 100);
+	ck_assert_uint_eq(vpm_vm_get_pm_pages(vm), 120);
+	ck_assert_uint_eq(vpm_vm_get_image_pages(vm), 36);
+	ck_assert_uint_eq(vpm_vm_get_pm_target(vm), 103);
+	ck_assert_uint_eq(vpm_vm_get_dram_share(vm), 153);
+	ck_assert(!vpm_vm_is_converged(vm));
+	ck_assert_uint_eq(vpm_vm_get_migrating_pages(vm), 17);
+	ck_assert_uint_eq(vpm_vm_get_epoch(vm), 900);
+	ck_assert_uint_eq(vpm_vm_get_epochs(vm), 800);
+	ck_assert_uint_eq(vpm_vm_get_dirty_pages(vm), 5000);
+	ck_assert_uint_eq(vpm_vm_get_faults(vm), 300);
+	ck_assert_uint_eq(vpm_vm_get_promotions(vm), 40);
+	ck_assert_uint_eq(vpm_vm_get_demotions(vm), 60);
+	ck_assert_uint_eq(vpm_vm_get_pause_usec_max(vm), 2500);
+	ck_assert_uint_eq(vpm_vm_get_ops(vm), 123456);
+	ck_assert_uint_eq(vpm_vm_get_page_table_bytes(vm), 2048);
+	/* a summary has no statistics and no device */
+	ck_assert(!vpm_vm_has_stats(vm));
+	ck_assert_uint_eq(vpm_vm_get_pause_usec_p50(vm), 0);
+	ck_assert_uint_eq(vpm_vm_get_log_bytes(vm), 0);
+	ck_assert_ptr_null(vpm_vm_get_device_pool(vm));
+	ck_assert_int_eq(vpm_vm_get_device_index(vm), -1);
+	ck_assert_ptr_nonnull(strstr(vpm_vm_get_json(vm, false), "\"pm_target\":103"));
+
+	/* an integer ratio, missing fields */
+	vm = vpm_vm_get_next(vm);
+	ck_assert(vpm_vm_get_ratio(vm) == 3.0);
+	ck_assert_int_eq(vpm_vm_get_priority(vm), -1);
+	ck_assert_ptr_null(vpm_vm_get_policy(vm));
+	ck_assert_ptr_null(vpm_vm_get_next(vm));
+
+	/* a VM keeps its list alive */
+	held = vpm_vm_ref(vpm_vm_get_first(l));
+	l = vpm_vm_list_unref(l);
+	ck_assert_str_eq(vpm_vm_get_name(held), "kv1");
+	ck_assert_ptr_null(vpm_vm_unref(held));
+	vpm_unref(ctx);
+	fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_vm_show)
+{
+	struct fake f;
+	struct vpm_ctx *ctx;
+	struct vpm_vm *vm = NULL;
+	struct json_object *p, *v;
+
+	fake_start(&f, "{\"vm\": {" SUMMARY ", \"stats\": " STATS ", \"epoch_interval_usec\": "
+		       "20000, \"device\": {\"pool\": \"test\", \"index\": 0, \"image\": "
+		       "\"/var/lib/vpmd/images/kv1.img\"}}}");
+	ctx = ctx_for(f.path);
+	ck_assert_int_eq(vpm_vm_show(ctx, "kv1", &vm), 0);
+	p = fake_params(&f, "vm-show");
+	ck_assert_int_eq(json_object_object_length(p), 1);
+	ck_assert(json_object_object_get_ex(p, "name", &v));
+	ck_assert_str_eq(json_object_get_string(v), "kv1");
+	json_object_put(p);
+
+	ck_assert_str_eq(vpm_vm_get_name(vm), "kv1");
+	ck_assert_ptr_null(vpm_vm_get_next(vm));
+	ck_assert(vpm_vm_has_stats(vm));
+	/* the summary's own fields win over the statistics' */
+	ck_assert_uint_eq(vpm_vm_get_dram_pages(vm), 100);
+	ck_assert_uint_eq(vpm_vm_get_pause_usec_max(vm), 2500);
+	ck_assert_uint_eq(vpm_vm_get_pause_usec_p50(vm), 45);
+	ck_assert_uint_eq(vpm_vm_get_pause_usec_p99(vm), 900);
+	ck_assert_uint_eq(vpm_vm_get_pause_samples(vm), 801);
+	ck_assert_uint_eq(vpm_vm_get_dirty_pages_last_epoch(vm), 7);
+	ck_assert(vpm_vm_get_dirty_pages_per_epoch(vm) == 6.25);
+	ck_assert_uint_eq(vpm_vm_get_log_bytes(vm), 1000000);
+	ck_assert_uint_eq(vpm_vm_get_pm_bytes_written(vm), 3000000);
+	ck_assert_uint_eq(vpm_vm_get_migrated_bytes(vm), 417792);
+	ck_assert(vpm_vm_get_modeled_ops_per_sec(vm) == 5000.5);
+	ck_assert(vpm_vm_get_wall_ops_per_sec(vm) == 4000.0);
+	ck_assert_uint_eq(vpm_vm_get_loss_window_usec(vm), 21000);
+	ck_assert_uint_eq(vpm_vm_get_hints_persist(vm), 3);
+	ck_assert_uint_eq(vpm_vm_get_hints_discard(vm), 4);
+	ck_assert_uint_eq(vpm_vm_get_epoch_interval_usec(vm), 20000);
+	ck_assert_str_eq(vpm_vm_get_device_pool(vm), "test");
+	ck_assert_int_eq(vpm_vm_get_device_index(vm), 0);
+	ck_assert_str_eq(vpm_vm_get_device_image(vm), "/var/lib/vpmd/images/kv1.img");
+	ck_assert_ptr_nonnull(strstr(vpm_vm_get_json(vm, false), "\"epoch_interval_usec\":20000"));
+	vm = vpm_vm_unref(vm);
+	vpm_unref(ctx);
+	fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_vm_show_unknown)
+{
+	struct fake f;
+	struct vpm_ctx *ctx;
+	struct vpm_vm *vm = NULL;
+
+	fake_start(&f, "{\"error\": {\"errno\": 2, \"name\": \"ENOENT\", \"message\": \"no VM "
+		       "named 'x'; see 'vpmctl list'\"}}");
+	ctx = ctx_for(f.path);
+	ck_assert_int_eq(vpm_vm_show(ctx, "x", &vm), -ENOENT);
+	ck_assert_ptr_null(vm);
+	ck_assert_str_eq(vpm_errormsg(), "no VM named 'x'; see 'vpmctl list'");
+	vpm_unref(ctx);
+	fake_stop(&f);
+
+	/* a reply without the VM is vpmd's fault */
+	fake_start(&f, "{}");
+	ctx = ctx_for(f.path);
+	ck_assert_int_eq(vpm_vm_show(ctx, "x", &vm), -EPROTO);
+	vpm_unref(ctx);
+	fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_stats)
+{
+	struct fake f;
+	struct vpm_ctx *ctx;
+	struct vpm_stats *s = NULL;
+	struct vpm_vm *vm, *held;
+	struct json_object *p, *v;
+	unsigned n = 0;
+
+	fake_start(&f, "{\"vms\": [{\"name\": \"kv1\", \"mode\": \"epoch\", \"ratio\": 2.5, "
+		       "\"stats\": " STATS "}, {\"name\": \"log1\", \"mode\": \"hint\", "
+		       "\"ratio\": 1, \"stats\": {}}], \"totals\": {\"dram_budget_pages\": 262144, "
+		       "\"dram_used_pages\": 101, \"pm_frames_total\": 4000, \"pm_frames_free\": "
+		       "3000, \"log_bytes\": 1000000, \"pm_bytes_written\": 3000000, "
+		       "\"migrations\": 102}}");
+	ctx = ctx_for(f.path);
+
+	ck_assert_int_eq(vpm_stats_get(ctx, NULL, &s), 0);
+	p = fake_params(&f, "stats");
+	ck_assert_int_eq(json_object_object_length(p), 0);
+	json_object_put(p);
+	ck_assert_uint_eq(vpm_stats_get_dram_budget_pages(s), 262144);
+	ck_assert_uint_eq(vpm_stats_get_dram_used_pages(s), 101);
+	ck_assert_uint_eq(vpm_stats_get_pm_frames_total(s), 4000);
+	ck_assert_uint_eq(vpm_stats_get_pm_frames_free(s), 3000);
+	ck_assert_uint_eq(vpm_stats_get_log_bytes(s), 1000000);
+	ck_assert_uint_eq(vpm_stats_get_pm_bytes_written(s), 3000000);
+	ck_assert_uint_eq(vpm_stats_get_migrations(s), 102);
+	vpm_stats_foreach_vm(s, vm)
+		n++;
+	ck_assert_uint_eq(n, 2);
+
+	/* entries: name, mode and ratio, the rest from their statistics */
+	vm = vpm_stats_get_first_vm(s);
+	ck_assert_str_eq(vpm_vm_get_name(vm), "kv1");
+	ck_assert_str_eq(vpm_vm_get_mode(vm), "epoch");
+	ck_assert(vpm_vm_get_ratio(vm) == 2.5);
+	ck_assert(vpm_vm_has_stats(vm));
+	ck_assert_uint_eq(vpm_vm_get_dram_pages(vm), 101);
+	ck_assert_uint_eq(vpm_vm_get_pm_pages(vm), 119);
+	ck_assert_uint_eq(vpm_vm_get_image_pages(vm), 36);
+	ck_assert_uint_eq(vpm_vm_get_epochs(vm), 801);
+	ck_assert_uint_eq(vpm_vm_get_ops(vm), 123457);
+	ck_assert_uint_eq(vpm_vm_get_faults(vm), 301);
+	ck_assert_uint_eq(vpm_vm_get_promotions(vm), 41);
+	ck_assert_uint_eq(vpm_vm_get_demotions(vm), 61);
+	ck_assert_uint_eq(vpm_vm_get_pause_usec_max(vm), 2501);
+	ck_assert_uint_eq(vpm_vm_get_pause_usec_p99(vm), 900);
+	ck_assert_uint_eq(vpm_vm_get_pm_target(vm), 0);
+	ck_assert_int_eq(vpm_vm_get_priority(vm), -1);
+	vm = vpm_vm_get_next(vm);
+	ck_assert_str_eq(vpm_vm_get_name(vm), "log1");
+	ck_assert(vpm_vm_get_ratio(vm) == 1.0);
+	ck_assert_uint_eq(vpm_vm_get_loss_window_usec(vm), 0);
+
+	/* an entry outlives its stats object */
+	held = vpm_vm_ref(vm);
+	s = vpm_stats_unref(s);
+	ck_assert_str_eq(vpm_vm_get_mode(held), "hint");
+	vpm_vm_unref(held);
+
+	/* one VM by name */
+	ck_assert_int_eq(vpm_stats_get(ctx, "kv1", &s), 0);
+	p = fake_params(&f, "stats");
+	ck_assert(json_object_object_get_ex(p, "name", &v));
+	ck_assert_str_eq(json_object_get_string(v), "kv1");
+	json_object_put(p);
+	ck_assert_ptr_nonnull(strstr(vpm_stats_get_json(s, false), "\"totals\""));
+	vpm_stats_unref(s);
+	vpm_unref(ctx);
+	fake_stop(&f);
+}
+END_TEST
+
+static Suite *libvpm_suite(void)
+{
+	Suite *s = suite_create("libvpm");
+	TCase *tc = tcase_create("vms");
+
+	tcase_add_test(tc, test_set_refuses_bad_values);
+	tcase_add_test(tc, test_show_and_stats_refuse_bad_arguments);
+	tcase_add_test(tc, test_null_objects);
+	tcase_add_test(tc, test_vm_set_requests);
+	tcase_add_test(tc, test_vm_set_error);
+	tcase_add_test(tc, test_vm_list_summary);
+	tcase_add_test(tc, test_vm_show);
+	tcase_add_test(tc, test_vm_show_unknown);
+	tcase_add_test(tc, test_stats);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+VPM_CHECK_MAIN(libvpm_suite)
