@@ -630,7 +630,10 @@ static int resolve_fault(struct vm *vm, uint64_t g, bool write)
 
 /* ---- hints ------------------------------------------------------------------------------ */
 
-/* Hint mode: the named bytes, widened to cachelines, committed before the hint returns. */
+/*
+ * Hint mode: the named bytes, widened to cachelines, committed before the hint returns
+ * (returns 1 then). Other modes: nothing to commit (0).
+ */
 static int persist_range(struct vm *vm, uint64_t g, uint32_t offset, uint32_t len)
 {
 	uint32_t start = offset & ~(PM_CACHELINE - 1);
@@ -660,7 +663,7 @@ static int persist_range(struct vm *vm, uint64_t g, uint32_t offset, uint32_t le
 	pm_store_get_stats(vm->en->store, &after);
 	vm->log_bytes += after.log_bytes - before.log_bytes;
 	vm->epoch++;
-	return 0;
+	return 1; /* the guest's hint made vpmd commit: the guest may account for that */
 }
 
 /* A whole page the guest discarded leaves DRAM; its committed version stays durable. */

@@ -6,8 +6,9 @@
  * cacheline reads 81 ns from DRAM and 305 ns from PM; writes made durable (clwb + fence)
  * 86 ns to DRAM and 94 ns to PM, which the write-pending queue absorbs. A fault (an EPT
  * violation: VM exit, vpmd's handling, a 4 KiB copy, VM entry) costs 4 us, the order of a
- * userfaultfd round trip on current hardware. Time a vCPU spends stopped by a pause is
- * counted as it is measured.
+ * userfaultfd round trip on current hardware. A persist hint vpmd commits (hint mode) costs a
+ * hypercall (as a fault) plus the log record and its commit record written to PM. Time a vCPU
+ * spends stopped by a pause is counted as it is measured.
  */
 #ifndef VPM_SIM_LATENCY_H
 #define VPM_SIM_LATENCY_H

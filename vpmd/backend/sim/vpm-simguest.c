@@ -296,11 +296,17 @@ static int access_page(struct vcpu *v, const struct workload_access *a)
 	if (a->persist) {
 		struct sim_msg m = { .type = SIM_MSG_PERSIST, .vcpu = v->id, .gfn = a->gfn,
 				     .offset = a->offset, .len = a->len };
+		int r;
 
 		if (v->history)
 			fflush(v->history); /* a persisted write is in the history first */
-		if (call_vpmd(v, &m) < 0)
+		r = call_vpmd(v, &m);
+		if (r < 0)
 			return -EPIPE;
+		/* vpmd committed it (hint mode): a hypercall, the log record, the commit record */
+		if (r > 0)
+			v->modeled_ns += g->lat.fault_ns + latency_cost(&g->lat, true, true, a->len) +
+					 g->lat.pm_write_ns;
 		if (v->history) {
 			struct sim_history_record mark = { .seq = v->last_seq, .gfn = a->gfn,
 							   .offset = a->offset, .len = a->len,
