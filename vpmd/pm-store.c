@@ -55,6 +55,7 @@ struct pm_store {
 	struct pm_device dev[PM_MAX_DEVICES];
 	uint64_t *frame_used; /* bitmap */
 	uint64_t *frame_stale; /* bitmap: released by the running checkpoint once images are synced */
+	uint64_t *frame_superseded; /* bitmap: a newer version of its page is committed (in the log) */
 	uint64_t n_free;
 	uint64_t free_hint;
 	uint64_t head_lsn;
@@ -441,6 +442,7 @@ static void frame_release_now(struct pm_store *s, uint64_t f)
 {
 	pm_store_u64(s, "frame-free", &frame_entry(s, f)->owner, 0);
 	bit_clear(s->frame_used, f);
+	bit_clear(s->frame_superseded, f);
 	s->n_free++;
 	s->stats.frames_freed++;
 }
@@ -452,7 +454,8 @@ static int load_frames(struct pm_store *s, struct pm_recovery *rep)
 
 	s->frame_used = calloc(words ? words : 1, sizeof(uint64_t));
 	s->frame_stale = calloc(words ? words : 1, sizeof(uint64_t));
-	if (!s->frame_used || !s->frame_stale)
+	s->frame_superseded = calloc(words ? words : 1, sizeof(uint64_t));
+	if (!s->frame_used || !s->frame_stale || !s->frame_superseded)
 		return -ENOMEM;
 	s->n_free = s->sb.n_frames;
 
@@ -1055,6 +1058,7 @@ struct pm_store *pm_store_close(struct pm_store *s)
 	}
 	free(s->frame_used);
 	free(s->frame_stale);
+	free(s->frame_superseded);
 	pm_hasher_free(s->hasher);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
@@ -1423,6 +1427,28 @@ static int check_commit_args(struct pm_store *s, unsigned dv, uint64_t epoch,
 	return 0;
 }
 
+static void supersede(struct pm_store *s, struct pm_device *d, uint64_t gfn, uint64_t epoch)
+{
+	uint64_t f;
+
+	if (gfn < d->entry.size_pages && d->frame_of[gfn]) {
+		f = d->frame_of[gfn] - 1;
+		if (frame_entry(s, f)->epoch < epoch)
+			bit_set(s->frame_superseded, f);
+	}
+}
+
+/* Frames whose page the commit gave a newer version (demote may rewrite those in place). */
+static void mark_superseded(struct pm_store *s, struct pm_device *d, uint64_t epoch,
+			    const struct pm_page *pages, size_t n_pages, const struct pm_range *ranges,
+			    size_t n_ranges)
+{
+	for (size_t i = 0; i < n_pages; i++)
+		supersede(s, d, pages[i].gfn, epoch);
+	for (size_t i = 0; i < n_ranges; i++)
+		supersede(s, d, ranges[i].gfn, epoch);
+}
+
 int pm_commit(struct pm_store *s, unsigned dv, uint64_t epoch, const struct pm_page *pages,
 	      size_t n_pages, const struct pm_range *ranges, size_t n_ranges)
 {
@@ -1484,6 +1510,7 @@ int pm_commit(struct pm_store *s, unsigned dv, uint64_t epoch, const struct pm_p
 	s->stats.commits++;
 	s->stats.commit_bytes += bytes;
 	s->dev[dv].last_epoch = epoch;
+	mark_superseded(s, &s->dev[dv], epoch, pages, n_pages, ranges, n_ranges);
 out:
 	pthread_mutex_unlock(&s->lock);
 	return r;
@@ -1531,21 +1558,21 @@ int pm_frame_demote(struct pm_store *s, unsigned dv, uint64_t gfn, uint64_t epoc
 	}
 	if (d->frame_of[gfn]) {
 		/*
-		 * The page has a frame already: one that holds this version or a newer one is
-		 * kept as it is; an older one (superseded by a committed record the log still
-		 * holds) is rewritten in place. A crash before its entry names the new epoch
-		 * leaves the entry at the old epoch, and recovery takes the newer record from the
-		 * log; the entry's epoch and owner are stored apart, so a torn update fails the
-		 * owner's check and the frame is ignored the same way.
+		 * The page has a frame already. While no newer version of the page is committed,
+		 * the frame holds the page's version: it is kept as it is. Once one is (the log
+		 * holds it until the checkpoint that frees this frame), the frame is rewritten in
+		 * place: its entry is cleared first, so a crash anywhere in between leaves no
+		 * frame and recovery takes the newer version from the log.
 		 */
 		f = d->frame_of[gfn] - 1;
 		e = frame_entry(s, f);
-		if (e->epoch < epoch) {
+		if (bit_test(s->frame_superseded, f) && e->epoch < epoch) {
+			pm_store_u64(s, "frame-retire", &e->owner, 0);
 			pm_write(s, "frame-data", frame_data(s, f), data, PM_PAGE_SIZE);
 			pm_store_u64(s, "frame-epoch", &e->epoch, epoch);
 			pm_store_u64(s, "frame-owner", &e->owner,
 				     pm_frame_owner(f, dv, gfn, epoch, s->seed));
-			bit_clear(s->frame_stale, f);
+			bit_clear(s->frame_superseded, f);
 			s->stats.frames_rewritten++;
 		}
 		if (ret_frame)

@@ -326,10 +326,9 @@ static int cmd_run(int argc, char **argv)
 		apply_step(&o, st);
 		for (unsigned k = 0; k < st->n_demote; k++) {
 			unsigned d = st->demote_dev;
-			uint64_t g = st->demote_gfn[k], f;
+			uint64_t g = st->demote_gfn[k];
 
-			if (pm_frame_lookup(s, dev[d], g, &f) == 0)
-				continue;
+			/* a page with a frame: kept, or rewritten in place if superseded */
 			r = pm_frame_demote(s, dev[d], g, o.version[d][g],
 					    o.data[d] + g * PM_PAGE_SIZE, NULL);
 			if (r < 0 && r != -ENOSPC) {
