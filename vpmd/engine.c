@@ -67,6 +67,7 @@ struct vm {
 	struct backend_map *batch;
 	size_t n_batch;
 	uint64_t epoch; /* last committed */
+	bool stale_reads; /* a page left for its image: checkpoint before the next first touch */
 	bool converged;
 	uint64_t migrating;
 
@@ -303,14 +304,19 @@ static bool to_commit(struct vm *vm, uint64_t g, bool all)
 	return vm->mode == VM_MODE_EPOCH && bit_test(vm->dirty, g);
 }
 
-/* With the VM paused: copy what the commit takes to the staging buffer. */
-static uint64_t stage_pages(struct vm *vm, bool all)
+/*
+ * With the VM paused: copy what the commit takes to the staging buffer. Without memory for
+ * it, the pages are marked due for the next commit and -ENOMEM returned.
+ */
+static int64_t stage_pages(struct vm *vm, bool all)
 {
 	uint64_t n = 0;
 
 	if (ensure_stage(vm, dram_pages(vm)) < 0) {
-		log_oom();
-		return 0;
+		for (uint64_t g = 0; g < vm->n_pages; g++)
+			if (to_commit(vm, g, all))
+				pt_set_flags(&vm->pt, g, PT_FORCE, 0);
+		return log_oom();
 	}
 	for (uint64_t g = 0; g < vm->n_pages; g++) {
 		if (!to_commit(vm, g, all))
@@ -491,6 +497,15 @@ static void plan_migrations(struct vm *vm)
 	(void)flush_maps(vm);
 }
 
+/* The victims stay in DRAM, writable again, and due for the next commit. */
+static void restore_victims(struct vm *vm)
+{
+	for (uint64_t i = 0; i < vm->n_cand; i++)
+		place_dram(vm, vm->cand[i], PT_FORCE);
+	vm->n_cand = 0;
+	(void)flush_maps(vm);
+}
+
 /*
  * One epoch boundary (DESIGN.md, "Epoch protocol"): pause, harvest, stage, choose and
  * write-protect the pages to demote, resume, commit; then demote them and plan the next
@@ -500,7 +515,8 @@ static void plan_migrations(struct vm *vm)
 static int epoch_boundary(struct vm *vm, bool early)
 {
 	const struct backend_ops *ops = vm->b->ops;
-	uint64_t t0 = now_usec(CLOCK_MONOTONIC), n, dram, over;
+	uint64_t t0 = now_usec(CLOCK_MONOTONIC), dram, over;
+	int64_t n;
 	int r;
 
 	memset(vm->dirty, 0, vm->words * 8);
@@ -515,19 +531,19 @@ static int epoch_boundary(struct vm *vm, bool early)
 	over = dram > vm->dram_share ? dram - vm->dram_share : 0;
 	choose_victims(vm, early ? over : take_tokens(vm, over));
 	n = stage_pages(vm, false);
+	if (n < 0)
+		restore_victims(vm); /* nothing is committed: nothing may move */
 	ops->resume(vm->b);
 	sample_add(&vm->pause, now_usec(CLOCK_MONOTONIC) - t0);
 
 	pt_epoch_shift(&vm->pt, vm->dirty, vm->accessed);
+	if (n < 0)
+		return (int)n;
 	if (vm->mode == VM_MODE_EPOCH)
-		vm->last_dirty = n;
-	r = commit_staged(vm, n);
+		vm->last_dirty = (uint64_t)n;
+	r = commit_staged(vm, (uint64_t)n);
 	if (r < 0) {
-		/* the victims stay in DRAM: writable again */
-		for (uint64_t i = 0; i < vm->n_cand; i++)
-			place_dram(vm, vm->cand[i], PT_COMMITTED);
-		vm->n_cand = 0;
-		(void)flush_maps(vm);
+		restore_victims(vm);
 		return r;
 	}
 	demote_victims(vm);
@@ -588,6 +604,15 @@ static int first_touch(struct vm *vm, uint64_t g, bool write)
 	return 0;
 }
 
+/*
+ * A page promoted for a write in hint mode may never be committed (unhinted stores need not
+ * be), and its old frame would stay: it goes into the next commit, which frees the frame.
+ */
+static uint64_t promote_flags(const struct vm *vm)
+{
+	return vm->mode == VM_MODE_HINT ? PT_FORCE : 0;
+}
+
 static int resolve_fault(struct vm *vm, uint64_t g, bool write)
 {
 	enum pt_tier tier = pt_tier(&vm->pt, g);
@@ -608,8 +633,15 @@ static int resolve_fault(struct vm *vm, uint64_t g, bool write)
 		if (r < 0)
 			return r;
 		if (pt_tier(&vm->pt, g) == PT_TIER_PM)
-			promote_one(vm, g, 0);
+			promote_one(vm, g, promote_flags(vm));
 		return flush_maps(vm);
+	}
+	if (vm->stale_reads) {
+		/* a discarded page comes back: its committed version may still be in the log */
+		r = pm_checkpoint(vm->en->store);
+		if (r < 0)
+			return r;
+		vm->stale_reads = false;
 	}
 	if (pm_frame_lookup(vm->en->store, vm->dev, g, &f) == 0) {
 		/* a frame from an earlier run or a detached life of the device */
@@ -618,7 +650,9 @@ static int resolve_fault(struct vm *vm, uint64_t g, bool write)
 			r = make_dram_room(vm);
 			if (r < 0)
 				return r;
-			promote_one(vm, g, 0);
+			/* the early epoch make_dram_room may have run can have promoted it */
+			if (pt_tier(&vm->pt, g) == PT_TIER_PM)
+				promote_one(vm, g, promote_flags(vm));
 		}
 		return flush_maps(vm);
 	}
@@ -674,6 +708,7 @@ static int discard_range(struct vm *vm, uint64_t g, uint32_t offset, uint32_t le
 		return 0;
 	pt_place(&vm->pt, g, PT_TIER_NONE, 0, 0);
 	queue_map(vm, g, BACKEND_UNMAPPED, 0, false);
+	vm->stale_reads = true;
 	if (vm->n_punch < vm->n_pages)
 		vm->punch[vm->n_punch++] = g;
 	return flush_maps(vm);
@@ -717,7 +752,8 @@ void engine_vm_event(struct vm *vm, const struct backend_event *ev)
 static int switch_mode(struct vm *vm, enum vm_mode mode)
 {
 	const struct backend_ops *ops = vm->b->ops;
-	uint64_t n;
+	enum vm_mode old = vm->mode;
+	int64_t n;
 	int r;
 
 	memset(vm->dirty, 0, vm->words * 8);
@@ -729,23 +765,27 @@ static int switch_mode(struct vm *vm, enum vm_mode mode)
 	punch_demoted(vm);
 	n = stage_pages(vm, true);
 	pt_epoch_shift(&vm->pt, vm->dirty, vm->accessed);
-	r = commit_staged(vm, n);
+	r = n < 0 ? (int)n : commit_staged(vm, (uint64_t)n);
 	if (r < 0)
 		goto out;
-	vm->mode = mode;
 	vm->n_cand = 0;
-	for (uint64_t g = 0; g < vm->n_pages; g++) {
-		if (pt_tier(&vm->pt, g) == PT_TIER_PM)
-			place_pm(vm, g, pt_frame(&vm->pt, g)); /* writable as the mode says */
-		else if (mode == VM_MODE_NATIVE && pt_tier(&vm->pt, g) == PT_TIER_DRAM) {
+	/* to native: every DRAM page (committed now) onto a PM frame, read-only for now */
+	for (uint64_t g = 0; g < vm->n_pages && mode == VM_MODE_NATIVE; g++)
+		if (pt_tier(&vm->pt, g) == PT_TIER_DRAM) {
 			r = demote_one(vm, g);
 			if (r < 0) {
-				log_error_errno(r, "VM '%s': page %" PRIu64 " cannot move to PM: %m",
-						vm->name, g);
+				log_error_errno(r, "VM '%s': page %" PRIu64 " cannot move to PM, it "
+						   "stays in mode %s: %m",
+						vm->name, g, vm_mode_to_string(old));
 				break;
 			}
 		}
-	}
+	if (r >= 0)
+		vm->mode = mode;
+	/* PM frames writable as the mode (old or new) says */
+	for (uint64_t g = 0; g < vm->n_pages; g++)
+		if (pt_tier(&vm->pt, g) == PT_TIER_PM)
+			place_pm(vm, g, pt_frame(&vm->pt, g));
 	(void)flush_maps(vm);
 	punch_demoted(vm); /* paused: no vCPU holds the old mappings */
 out:
@@ -870,12 +910,10 @@ struct plan {
 	uint64_t pm_target, dram_share, headroom;
 };
 
-/* The most DRAM pages one epoch may commit: a commit takes at most half the log. */
+/* The most DRAM pages one epoch may commit. */
 static uint64_t commit_max_pages(struct engine *en)
 {
-	uint64_t n = pm_log_size(en->store) / 2 / (PM_PAGE_SIZE + 64);
-
-	return n > 8 ? n - 8 : 0;
+	return pm_commit_max_pages(en->store);
 }
 
 static int check_commit_fits(struct engine *en, const char *name, const struct plan *p,
@@ -932,6 +970,11 @@ static int check_fit(struct engine *en, const struct plan *plans, size_t n_plans
 	}
 	for (size_t i = 0; i < n_plans; i++)
 		if (!plans[i].vm) {
+			unsigned dev;
+
+			/* a VM attaching again: the frames its device holds are its own */
+			if (pm_device_find(en->store, plans[i].name, &dev) == 0)
+				held += pm_device_frames(en->store, dev);
 			pm += plans[i].pm_target;
 			dram += plans[i].dram_share + plans[i].headroom;
 		}
@@ -1443,6 +1486,16 @@ int engine_vm_attach(struct engine *en, struct backend_vm *b, char *errbuf, size
 	r = find_or_create_device(en, vm, errbuf, errlen);
 	if (r < 0)
 		goto fail;
+	/*
+	 * First touches read frames and images: a device's earlier life may have commits that
+	 * no checkpoint applied yet (a guest back within a second).
+	 */
+	r = pm_checkpoint(en->store);
+	if (r < 0) {
+		snprintf(errbuf, errlen, "checkpoint of pool '%s' failed: %s", en->pool->config.name,
+			 strerror(-r));
+		goto fail;
+	}
 	vm->epoch = pm_device_last_epoch(en->store, vm->dev);
 	if (b->reattached) {
 		r = adopt_mappings(vm);
@@ -1490,7 +1543,7 @@ fail:
 void engine_vm_detach(struct vm *vm, const char *why, bool guest_gone)
 {
 	const struct backend_ops *ops = vm->b->ops;
-	uint64_t n;
+	int64_t n;
 
 	if (vm->mode != VM_MODE_NATIVE) {
 		memset(vm->dirty, 0, vm->words * 8);
@@ -1500,7 +1553,8 @@ void engine_vm_detach(struct vm *vm, const char *why, bool guest_gone)
 			n = stage_pages(vm, guest_gone || vm->mode == VM_MODE_HINT);
 			if (!guest_gone)
 				ops->resume(vm->b);
-			(void)commit_staged(vm, n);
+			if (n >= 0)
+				(void)commit_staged(vm, (uint64_t)n);
 		}
 	}
 	log_info("VM '%s' detached (%s) at epoch %" PRIu64, vm->name, why, vm->epoch);

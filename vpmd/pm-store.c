@@ -1386,6 +1386,24 @@ static void write_ranges_record(struct pm_store *s, unsigned dv, uint64_t epoch,
 	s->stats.pm_bytes_written += hdr.length;
 }
 
+/* Log bytes a commit of pages only needs beyond its page records (see check_commit_args). */
+static uint64_t commit_fixed_bytes(void)
+{
+	return pm_ranges_record_length(0, 0) * 2 + sizeof(struct pm_record);
+}
+
+uint64_t pm_commit_max_pages(struct pm_store *s)
+{
+	uint32_t per = max_pages_per_record(s);
+	uint64_t half = s->sb.log_size / 2, k;
+
+	if (half <= commit_fixed_bytes())
+		return 0;
+	/* (n / per + 1) full records must fit: n <= k * per - 1 */
+	k = (half - commit_fixed_bytes()) / pm_pages_record_length(per);
+	return k ? k * per - 1 : 0;
+}
+
 static int check_commit_args(struct pm_store *s, unsigned dv, uint64_t epoch,
 			     const struct pm_page *pages, size_t n_pages,
 			     const struct pm_range *ranges, size_t n_ranges, uint64_t *ret_total)
@@ -1542,7 +1560,8 @@ int pm_frame_demote(struct pm_store *s, unsigned dv, uint64_t gfn, uint64_t epoc
 {
 	struct pm_device *d = dv < PM_MAX_DEVICES ? &s->dev[dv] : NULL;
 	struct pm_frame_entry *e;
-	uint64_t f;
+	uint64_t f, old = 0;
+	bool replacing = false;
 	int r;
 
 	if (s->read_only)
@@ -1559,26 +1578,20 @@ int pm_frame_demote(struct pm_store *s, unsigned dv, uint64_t gfn, uint64_t epoc
 	if (d->frame_of[gfn]) {
 		/*
 		 * The page has a frame already. While no newer version of the page is committed,
-		 * the frame holds the page's version: it is kept as it is. Once one is (the log
-		 * holds it until the checkpoint that frees this frame), the frame is rewritten in
-		 * place: its entry is cleared first, so a crash anywhere in between leaves no
-		 * frame and recovery takes the newer version from the log.
+		 * the frame holds the page's version: it is kept as it is. Once one is, the new
+		 * version goes to a new frame, and the old one is freed only after the new one's
+		 * entry is durable: a crash in between leaves two frames for the page, and
+		 * recovery keeps the newer. (Rewriting the old frame in place could lose the base
+		 * that committed byte ranges of the page apply to.)
 		 */
-		f = d->frame_of[gfn] - 1;
-		e = frame_entry(s, f);
-		if (bit_test(s->frame_superseded, f) && e->epoch < epoch) {
-			pm_store_u64(s, "frame-retire", &e->owner, 0);
-			pm_write(s, "frame-data", frame_data(s, f), data, PM_PAGE_SIZE);
-			pm_store_u64(s, "frame-epoch", &e->epoch, epoch);
-			pm_store_u64(s, "frame-owner", &e->owner,
-				     pm_frame_owner(f, dv, gfn, epoch, s->seed));
-			bit_clear(s->frame_superseded, f);
-			s->stats.frames_rewritten++;
+		old = d->frame_of[gfn] - 1;
+		if (!bit_test(s->frame_superseded, old) || frame_entry(s, old)->epoch >= epoch) {
+			if (ret_frame)
+				*ret_frame = old;
+			r = 0;
+			goto out;
 		}
-		if (ret_frame)
-			*ret_frame = f;
-		r = 0;
-		goto out;
+		replacing = true;
 	}
 	r = frame_alloc(s, &f);
 	if (r < 0)
@@ -1591,6 +1604,10 @@ int pm_frame_demote(struct pm_store *s, unsigned dv, uint64_t gfn, uint64_t epoc
 	s->n_free--;
 	d->frame_of[gfn] = (uint32_t)(f + 1);
 	s->stats.frames_assigned++;
+	if (replacing) {
+		frame_release_now(s, old);
+		s->stats.frames_replaced++;
+	}
 	if (ret_frame)
 		*ret_frame = f;
 out:

@@ -75,7 +75,7 @@ struct pm_stats {
 	uint64_t checkpoint_bytes;
 	uint64_t frames_assigned;
 	uint64_t frames_freed;
-	uint64_t frames_rewritten; /* superseded frames a demotion wrote again in place */
+	uint64_t frames_replaced; /* superseded frames a demotion replaced by a new one */
 	uint64_t pm_bytes_written; /* all bytes vpmd made durable in the pool (wear) */
 };
 
@@ -114,14 +114,17 @@ uint64_t pm_device_size_pages(struct pm_store *s, unsigned device);
 int pm_commit(struct pm_store *s, unsigned device, uint64_t epoch, const struct pm_page *pages,
 	      size_t n_pages, const struct pm_range *ranges, size_t n_ranges);
 
+/* The most pages one commit may take (a commit takes at most half the log). */
+uint64_t pm_commit_max_pages(struct pm_store *s);
+
 /* Apply committed records to images (and release stale frames); advance the log tail. */
 int pm_checkpoint(struct pm_store *s);
 
 /*
  * PM frames. demote copies a committed page version (as of epoch, which must be committed)
- * into a frame and records it: a new frame, or the page's own frame rewritten in place when
- * that holds an older version (a frame that holds this version or a newer one is left as it
- * is). There is no explicit release: once a newer version of the page (a page or a byte
+ * into a new frame and records it. A page whose frame still holds its newest committed
+ * version keeps that frame as it is; one whose frame a newer commit superseded gets a new
+ * frame, and the old one is freed once the new one is durable. There is no explicit release: once a newer version of the page (a page or a byte
  * range) is committed, the checkpoint that applies it writes the page to the image and then
  * frees the frame, so that nothing is freed before its successor is durable.
  */

@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # The engine with simulated guests: three vpm-simguest VMs (zipf-kv, log, btree) run in epoch
 # mode against vpmd on an emulated pool; afterwards every device holds exactly the guests'
-# write histories. Then kill -9 of vpmd while a guest's commits stream, several times: each
-# time the recovered device equals the guest's image after some prefix of its writes.
+# write histories; a guest that comes back at once finds what it wrote. Then kill -9 of vpmd
+# while a guest's commits stream, several times: each time the recovered device equals the
+# guest's image after some prefix of its writes.
 . "$(dirname "$0")/lib.sh"
 SIMGUEST="$VPM_BUILD/vpmd/backend/sim/vpm-simguest"
 SIMCHECK="$VPM_BUILD/tests/vpm-simcheck"
@@ -46,6 +47,17 @@ for vm in kv1 log1 bt1; do
 	"$SIMCHECK" "$POOL" "$vm" "$T/hist" 7 final >"$T/check.out" 2>&1 ||
 		fail "$vm: $(cat "$T/check.out")"
 done
+
+# a guest back at once (its last commits not yet checkpointed) reads what it wrote before
+start_vpmd
+mkdir "$T/h1" "$T/h2"
+"$SIMGUEST" -s "$SIMSOCK" -n again -p 256 -c 1 -w fill -r 2 -o 2000 -S 7 -H "$T/h1" \
+	>"$T/r1.out" 2>&1 || fail "first life: $(cat "$T/r1.out")"
+"$SIMGUEST" -s "$SIMSOCK" -n again -p 256 -c 1 -w zipf-kv -W 0 -r 1 -o 20000 -S 8 -H "$T/h2" \
+	>"$T/r2.out" 2>&1 || fail "second life: $(cat "$T/r2.out")"
+stop_vpmd
+"$SIMCHECK" "$POOL" again "$T/h1" 7 final >"$T/check.out" 2>&1 ||
+	fail "a guest back at once lost its first life's writes: $(cat "$T/check.out")"
 
 # kill -9 while commits stream: the device is a consistent cut of the guest's writes
 for round in 1 2 3 4 5; do

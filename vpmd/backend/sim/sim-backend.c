@@ -30,6 +30,7 @@ struct sim_vm {
 	struct sim_backend *sb;
 	struct sim_vm *next;
 	int conn;
+	bool broken; /* an answer could not be sent: the guest is let go */
 	sd_event_source *io;
 	int ept_fd;
 	size_t ept_size;
@@ -150,7 +151,12 @@ static int sim_complete(struct backend_vm *b, const struct backend_event *ev, in
 			     .offset = ev->offset, .len = ev->len, .status = status };
 	struct sim_vm *s = sim_vm_of(b);
 
-	return send(s->conn, &m, sizeof(m), MSG_NOSIGNAL) == (ssize_t)sizeof(m) ? 0 : -EPIPE;
+	/* a guest has one request per vCPU in flight: a full socket means it does not read */
+	if (send(s->conn, &m, sizeof(m), MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)sizeof(m)) {
+		s->broken = true;
+		return -EPIPE;
+	}
+	return 0;
 }
 
 static void sim_guest_stats(struct backend_vm *b, struct backend_guest_stats *ret)
@@ -251,14 +257,24 @@ static int on_guest(sd_event_source *es, int fd, uint32_t revents, void *userdat
 	ev.len = m.len;
 	ev.write = m.write;
 	engine_vm_event(s->b.vm, &ev);
+	if (s->broken) {
+		log_warning("VM '%s': its guest does not take vpmd's answers; detaching", s->b.name);
+		sim_vm_end(s, "guest not reading", false);
+	}
 	return 0;
 }
 
+/*
+ * Sealed against shrinking and growing: the guest gets these fds read-write, and a guest that
+ * truncated one would make vpmd's next access to it a SIGBUS.
+ */
+#define SIM_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+
 static int make_memfd(const char *name, uint64_t size)
 {
-	int fd = memfd_create(name, MFD_CLOEXEC);
+	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
-	if (fd >= 0 && ftruncate(fd, (off_t)size) < 0)
+	if (fd >= 0 && (ftruncate(fd, (off_t)size) < 0 || fcntl(fd, F_ADD_SEALS, SIM_SEALS) < 0))
 		fd = safe_close(fd);
 	return fd;
 }
@@ -296,11 +312,14 @@ static int create_memory(struct sim_vm *s)
 	return 0;
 }
 
-static bool fd_has_size(int fd, uint64_t size)
+/* One of our memfds: the size expected, and sealed so that it stays that size. */
+static bool fd_is_sealed_memfd(int fd, uint64_t size)
 {
 	struct stat st;
+	int seals = fcntl(fd, F_GET_SEALS);
 
-	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == size;
+	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == size &&
+	       seals >= 0 && (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) == (F_SEAL_SHRINK | F_SEAL_GROW);
 }
 
 /* A running guest's own memfds: checked before anything of them is believed. */
@@ -310,7 +329,8 @@ static int adopt_memory(struct sim_vm *s, int ept_fd, int dram_fd)
 
 	s->ept_fd = ept_fd;
 	s->b.dram_fd = dram_fd;
-	if (!fd_has_size(ept_fd, s->ept_size) || !fd_has_size(dram_fd, s->b.n_pages * PAGE))
+	if (!fd_is_sealed_memfd(ept_fd, s->ept_size) ||
+	    !fd_is_sealed_memfd(dram_fd, s->b.n_pages * PAGE))
 		return -EBADF;
 	r = map_memory(s);
 	if (r < 0)
@@ -377,7 +397,7 @@ static int read_hello(int conn, struct sim_msg *m, int *ret_ept_fd, int *ret_dra
 
 	*ret_ept_fd = *ret_dram_fd = -1;
 	/* a guest introduces itself at once; bounded so a silent peer cannot stall vpmd */
-	if (setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){ .tv_sec = 1 },
+	if (setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){ .tv_usec = 200000 },
 		       sizeof(struct timeval)) < 0)
 		return -errno;
 	if (recvmsg(conn, &mh, MSG_CMSG_CLOEXEC) != (ssize_t)sizeof(*m) || m->type != SIM_MSG_HELLO)
