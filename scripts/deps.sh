@@ -1,16 +1,21 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Install the Debian 12 packages VPM needs to build and test; quiet, and a no-op when they
-# are all there. Usage: scripts/deps.sh [build|test]   (test = build + test tools)
+# Install the Debian 12 packages VPM needs to build, test and benchmark; quiet, and a no-op
+# when they are all there. Usage: scripts/deps.sh [build|test|bench]
+# (test = build + test tools; bench = build + what bench/ runs: jq, python3, gnuplot)
 set -euo pipefail
 
 build_pkgs=(cmake make gcc pkg-config libvirt-dev libpmem2-dev libndctl-dev libdaxctl-dev
 	libsystemd-dev libjson-c-dev libinih-dev check libsubunit-dev libxxhash-dev)
 test_pkgs=(jq python3 mandoc groff-base systemd util-linux binutils clang
 	libclang-rt-14-dev)
+bench_pkgs=(jq python3 gnuplot-nox)
 
 pkgs=("${build_pkgs[@]}")
-[ "${1:-build}" = test ] && pkgs+=("${test_pkgs[@]}")
+case "${1:-build}" in
+test) pkgs+=("${test_pkgs[@]}") ;;
+bench) pkgs+=("${bench_pkgs[@]}") ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do
