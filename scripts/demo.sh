@@ -72,8 +72,8 @@ step "vpmctl list"
 "$VPMCTL" list
 step "vpmctl stats"
 "$VPMCTL" stats
-step "vpmctl set-ratio shop 8 --wait   (shop gives back 7/8 of its PM: its hottest pages move to DRAM)"
-"$VPMCTL" set-ratio shop 8 --wait
+step "vpmctl set-ratio shop 4 --wait   (shop gives back 3/4 of its PM frames: its hottest pages move to DRAM)"
+"$VPMCTL" set-ratio shop 4 --wait
 sleep 1
 step "vpmctl show shop"
 "$VPMCTL" show shop
