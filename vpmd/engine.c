@@ -64,6 +64,8 @@ struct vm {
 	uint64_t boundary_dram, boundary_pm; /* placement after the last boundary's moves */
 	uint64_t *punch, n_punch; /* DRAM pages demoted: their memory goes at the next pause */
 	uint64_t *pick;           /* scratch for the policy */
+	const void **data;        /* scratch for demotions: the pages' DRAM copies */
+	uint64_t *frames;         /* ... and the frames they get */
 	struct backend_map *batch;
 	size_t n_batch;
 	uint64_t epoch; /* last committed */
@@ -356,56 +358,61 @@ static int commit_staged(struct vm *vm, uint64_t n)
 	return 0;
 }
 
-/* Copy a write-protected DRAM page into a PM frame, map it there read-only. */
-static int demote_one(struct vm *vm, uint64_t g)
+/*
+ * Copy write-protected DRAM pages (committed) into PM frames, one batch for the store, and map
+ * them there read-only; when the pool runs out of frames, a checkpoint frees the superseded
+ * ones and the rest go in a second batch. Returns how many of gfns moved (from the first).
+ */
+static uint64_t demote_pages(struct vm *vm, const uint64_t *gfns, uint64_t n, int *ret_error)
 {
 	struct engine *en = vm->en;
-	uint64_t f;
-	int r;
+	uint64_t done = 0;
+	int r = 0;
 
-	r = pm_frame_demote(en->store, vm->dev, g, vm->epoch, dram_ptr(vm, g), &f);
-	if (r == -ENOSPC) {
-		/* superseded frames go at a checkpoint */
-		(void)pm_checkpoint(en->store);
-		r = pm_frame_demote(en->store, vm->dev, g, vm->epoch, dram_ptr(vm, g), &f);
+	for (int attempt = 0; attempt < 2 && done < n; attempt++) {
+		for (uint64_t i = done; i < n; i++)
+			vm->data[i] = dram_ptr(vm, gfns[i]);
+		if (attempt)
+			(void)pm_checkpoint(en->store); /* superseded frames go at a checkpoint */
+		r = pm_frames_demote(en->store, vm->dev, vm->epoch, n - done, gfns + done,
+				     vm->data + done, vm->frames + done);
+		if (r < 0)
+			break;
+		done += (uint64_t)r;
+		r = done < n ? -ENOSPC : 0;
 	}
-	if (r < 0)
-		return r;
-	place_pm(vm, g, f);
-	if (vm->n_punch < vm->n_pages)
-		vm->punch[vm->n_punch++] = g;
-	vm->demotions++;
-	vm->migrated_bytes += PM_PAGE_SIZE;
-	vm->frame_bytes += PM_PAGE_SIZE;
-	return 0;
+	for (uint64_t i = 0; i < done; i++) {
+		place_pm(vm, gfns[i], vm->frames[i]);
+		if (vm->n_punch < vm->n_pages)
+			vm->punch[vm->n_punch++] = gfns[i];
+	}
+	vm->demotions += done;
+	vm->migrated_bytes += done * PM_PAGE_SIZE;
+	vm->frame_bytes += done * PM_PAGE_SIZE;
+	*ret_error = r;
+	return done;
 }
 
 /* The victims write-protected at the pause move to PM. */
 static void demote_victims(struct vm *vm)
 {
-	uint64_t failed = 0, t0 = now_usec(CLOCK_MONOTONIC), n = vm->n_cand;
-	int r = 0;
+	uint64_t t0 = now_usec(CLOCK_MONOTONIC), n = vm->n_cand, done;
+	int r;
 
-	for (uint64_t i = 0; i < vm->n_cand; i++) {
-		uint64_t g = vm->cand[i];
-
-		r = demote_one(vm, g);
-		if (r < 0) {
-			/* it stays in DRAM, writable again */
-			place_dram(vm, g, PT_COMMITTED);
-			failed++;
-		}
-	}
+	done = demote_pages(vm, vm->cand, n, &r);
+	/* what did not move stays in DRAM, writable again */
+	for (uint64_t i = done; i < n; i++)
+		place_dram(vm, vm->cand[i], PT_COMMITTED);
 	vm->n_cand = 0;
 	(void)flush_maps(vm);
-	if (n - failed >= BATCH_MIN_PAGES) {
+	if (done >= BATCH_MIN_PAGES) {
 		vm->batches++;
-		vm->batch_bytes += (n - failed) * PM_PAGE_SIZE;
+		vm->batch_bytes += done * PM_PAGE_SIZE;
 		vm->batch_usec += now_usec(CLOCK_MONOTONIC) - t0;
 	}
-	if (failed)
+	if (done < n)
 		log_warning_errno(r, "VM '%s': %" PRIu64 " pages could not move to PM: %m", vm->name,
-				  failed);
+				  n - done);
 }
 
 /*
@@ -769,17 +776,18 @@ static int switch_mode(struct vm *vm, enum vm_mode mode)
 	if (r < 0)
 		goto out;
 	vm->n_cand = 0;
-	/* to native: every DRAM page (committed now) onto a PM frame, read-only for now */
-	for (uint64_t g = 0; g < vm->n_pages && mode == VM_MODE_NATIVE; g++)
-		if (pt_tier(&vm->pt, g) == PT_TIER_DRAM) {
-			r = demote_one(vm, g);
-			if (r < 0) {
-				log_error_errno(r, "VM '%s': page %" PRIu64 " cannot move to PM, it "
-						   "stays in mode %s: %m",
-						vm->name, g, vm_mode_to_string(old));
-				break;
-			}
-		}
+	if (mode == VM_MODE_NATIVE) {
+		/* every DRAM page (committed now) onto a PM frame, read-only for now */
+		uint64_t k = 0;
+
+		for (uint64_t g = 0; g < vm->n_pages; g++)
+			if (pt_tier(&vm->pt, g) == PT_TIER_DRAM)
+				vm->pick[k++] = g;
+		if (demote_pages(vm, vm->pick, k, &r) < k)
+			log_error_errno(r, "VM '%s': not every page can move to PM, it stays in "
+					   "mode %s: %m",
+					vm->name, vm_mode_to_string(old));
+	}
 	if (r >= 0)
 		vm->mode = mode;
 	/* PM frames writable as the mode (old or new) says */
@@ -1354,8 +1362,11 @@ static int alloc_tables(struct vm *vm)
 	vm->rank = calloc(vm->n_pages, sizeof(uint64_t));
 	vm->punch = calloc(vm->n_pages, sizeof(uint64_t));
 	vm->pick = calloc(vm->n_pages, sizeof(uint64_t));
+	vm->data = calloc(vm->n_pages, sizeof(void *));
+	vm->frames = calloc(vm->n_pages, sizeof(uint64_t));
 	vm->batch = calloc(MIN(vm->n_pages, 4096), sizeof(*vm->batch));
-	if (!vm->dirty || !vm->accessed || !vm->cand || !vm->rank || !vm->punch || !vm->pick || !vm->batch)
+	if (!vm->dirty || !vm->accessed || !vm->cand || !vm->rank || !vm->punch || !vm->pick || !vm->batch || !vm->data ||
+	    !vm->frames)
 		return -ENOMEM;
 	return pt_init(&vm->pt, vm->n_pages);
 }
@@ -1381,6 +1392,8 @@ static void vm_free(struct vm *vm)
 	free(vm->rank);
 	free(vm->punch);
 	free(vm->pick);
+	free(vm->data);
+	free(vm->frames);
 	free(vm->batch);
 	free(vm->stage);
 	free(vm->pages);

@@ -1555,64 +1555,180 @@ static int frame_alloc(struct pm_store *s, uint64_t *ret)
 	return -ENOSPC;
 }
 
-int pm_frame_demote(struct pm_store *s, unsigned dv, uint64_t gfn, uint64_t epoch,
-		    const void *data, uint64_t *ret_frame)
+/* One page of a demotion batch. */
+struct demote_slot {
+	uint64_t gfn, frame, old;
+	bool keep;      /* its frame holds this version already */
+	bool replacing; /* old is a superseded frame, freed once frame is durable */
+};
+
+/*
+ * Persist what was written for the slots: one call per run of consecutive frames, or, where
+ * persisting is msync (page granularity), one call over the span from the lowest frame to the
+ * highest (an msync costs a system call; its clean pages cost next to nothing).
+ */
+static void persist_frames(struct pm_store *s, const struct demote_slot *sl, size_t n,
+			   bool entries)
+{
+	size_t i = 0;
+
+	if (s->msync_mode) {
+		uint64_t lo = UINT64_MAX, hi = 0;
+
+		for (size_t k = 0; k < n; k++)
+			if (!sl[k].keep) {
+				lo = MIN(lo, sl[k].frame);
+				hi = MAX(hi, sl[k].frame);
+			}
+		if (lo > hi)
+			return;
+		if (entries)
+			s->persist_fn(frame_entry(s, lo), (hi - lo + 1) * sizeof(struct pm_frame_entry));
+		else
+			s->persist_fn(frame_data(s, lo), (hi - lo + 1) * PM_PAGE_SIZE);
+		return;
+	}
+	while (i < n) {
+		size_t j = i + 1;
+
+		if (sl[i].keep) {
+			i++;
+			continue;
+		}
+		while (j < n && !sl[j].keep && sl[j].frame == sl[j - 1].frame + 1)
+			j++;
+		if (entries)
+			s->persist_fn(frame_entry(s, sl[i].frame),
+				      (j - i) * sizeof(struct pm_frame_entry));
+		else
+			s->persist_fn(frame_data(s, sl[i].frame), (j - i) * PM_PAGE_SIZE);
+		i = j;
+	}
+}
+
+/* Choose each page's frame: its own (kept), or a new one; stops when frames run out. */
+static size_t assign_frames(struct pm_store *s, struct pm_device *d, uint64_t epoch,
+			    const uint64_t *gfns, size_t n, struct demote_slot *sl)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint64_t g = gfns[i];
+
+		sl[i] = (struct demote_slot){ .gfn = g };
+		if (d->frame_of[g]) {
+			/*
+			 * While no newer version of the page is committed, its frame holds the
+			 * page's version: it is kept as it is. Once one is, the new version goes
+			 * to a new frame and the old one is freed only after the new one's entry
+			 * is durable: a crash in between leaves two frames for the page, and
+			 * recovery keeps the newer. (Rewriting the old frame in place could lose
+			 * the base that committed byte ranges of the page apply to.)
+			 */
+			sl[i].old = d->frame_of[g] - 1;
+			if (!bit_test(s->frame_superseded, sl[i].old) ||
+			    frame_entry(s, sl[i].old)->epoch >= epoch) {
+				sl[i].keep = true;
+				sl[i].frame = sl[i].old;
+				continue;
+			}
+			sl[i].replacing = true;
+		}
+		if (frame_alloc(s, &sl[i].frame) < 0)
+			return i;
+		bit_set(s->frame_used, sl[i].frame);
+		s->n_free--;
+	}
+	return n;
+}
+
+/*
+ * Demote a batch: every frame's data, then every entry's epoch, then every owner, each group
+ * made durable before the next starts (a page is on PM once its owner is), then the frames
+ * the new ones replace are freed. Returns how many pages it placed (fewer when frames ran
+ * out), or -errno.
+ */
+int pm_frames_demote(struct pm_store *s, unsigned dv, uint64_t epoch, size_t n,
+		     const uint64_t *gfns, const void *const *data, uint64_t *ret_frames)
 {
 	struct pm_device *d = dv < PM_MAX_DEVICES ? &s->dev[dv] : NULL;
-	struct pm_frame_entry *e;
-	uint64_t f, old = 0;
-	bool replacing = false;
-	int r;
+	struct demote_slot *sl;
+	size_t m;
+	int r = 0;
 
 	if (s->read_only)
 		return -EROFS;
+	sl = calloc(MAX(n, (size_t)1), sizeof(*sl));
+	if (!sl)
+		return -ENOMEM;
 	pthread_mutex_lock(&s->lock);
-	if (!d || !d->active) {
+	if (!d || !d->active)
 		r = -ENODEV;
-		goto out;
-	}
-	if (gfn >= d->entry.size_pages || epoch > d->last_epoch) {
+	else if (epoch > d->last_epoch)
 		r = -ERANGE; /* only committed versions go to PM frames */
-		goto out;
-	}
-	if (d->frame_of[gfn]) {
-		/*
-		 * The page has a frame already. While no newer version of the page is committed,
-		 * the frame holds the page's version: it is kept as it is. Once one is, the new
-		 * version goes to a new frame, and the old one is freed only after the new one's
-		 * entry is durable: a crash in between leaves two frames for the page, and
-		 * recovery keeps the newer. (Rewriting the old frame in place could lose the base
-		 * that committed byte ranges of the page apply to.)
-		 */
-		old = d->frame_of[gfn] - 1;
-		if (!bit_test(s->frame_superseded, old) || frame_entry(s, old)->epoch >= epoch) {
-			if (ret_frame)
-				*ret_frame = old;
-			r = 0;
-			goto out;
-		}
-		replacing = true;
-	}
-	r = frame_alloc(s, &f);
+	for (size_t i = 0; i < n && r == 0; i++)
+		if (gfns[i] >= d->entry.size_pages)
+			r = -ERANGE;
 	if (r < 0)
 		goto out;
-	e = frame_entry(s, f);
-	pm_write(s, "frame-data", frame_data(s, f), data, PM_PAGE_SIZE);
-	pm_store_u64(s, "frame-epoch", &e->epoch, epoch);
-	pm_store_u64(s, "frame-owner", &e->owner, pm_frame_owner(f, dv, gfn, epoch, s->seed));
-	bit_set(s->frame_used, f);
-	s->n_free--;
-	d->frame_of[gfn] = (uint32_t)(f + 1);
-	s->stats.frames_assigned++;
-	if (replacing) {
-		frame_release_now(s, old);
-		s->stats.frames_replaced++;
+	m = assign_frames(s, d, epoch, gfns, n, sl);
+	for (size_t i = 0; i < m; i++) {
+		void *dst = frame_data(s, sl[i].frame);
+
+		if (sl[i].keep)
+			continue;
+		crash_point_enter("frame-data", dst, PM_PAGE_SIZE);
+		s->memcpy_fn(dst, data[i], PM_PAGE_SIZE,
+			     PMEM2_F_MEM_NONTEMPORAL | PMEM2_F_MEM_NOFLUSH);
+		crash_point_leave(dst, PM_PAGE_SIZE, s->persist_fn);
+		s->stats.pm_bytes_written += PM_PAGE_SIZE;
 	}
-	if (ret_frame)
-		*ret_frame = f;
+	persist_frames(s, sl, m, false);
+	for (size_t i = 0; i < m; i++) {
+		struct pm_frame_entry *e = frame_entry(s, sl[i].frame);
+
+		if (sl[i].keep)
+			continue;
+		crash_point_enter("frame-epoch", &e->epoch, sizeof(e->epoch));
+		__atomic_store_n(&e->epoch, epoch, __ATOMIC_RELEASE);
+		crash_point_leave(&e->epoch, sizeof(e->epoch), s->persist_fn);
+	}
+	persist_frames(s, sl, m, true);
+	for (size_t i = 0; i < m; i++) {
+		struct pm_frame_entry *e = frame_entry(s, sl[i].frame);
+
+		if (sl[i].keep)
+			continue;
+		crash_point_enter("frame-owner", &e->owner, sizeof(e->owner));
+		__atomic_store_n(&e->owner, pm_frame_owner(sl[i].frame, dv, sl[i].gfn, epoch, s->seed),
+				 __ATOMIC_RELEASE);
+		crash_point_leave(&e->owner, sizeof(e->owner), s->persist_fn);
+		s->stats.pm_bytes_written += 2 * sizeof(uint64_t);
+	}
+	persist_frames(s, sl, m, true);
+	for (size_t i = 0; i < m; i++) {
+		if (ret_frames)
+			ret_frames[i] = sl[i].frame;
+		if (sl[i].keep)
+			continue;
+		d->frame_of[sl[i].gfn] = (uint32_t)(sl[i].frame + 1);
+		s->stats.frames_assigned++;
+		if (sl[i].replacing) {
+			frame_release_now(s, sl[i].old);
+			s->stats.frames_replaced++;
+		}
+	}
+	r = (int)m;
 out:
 	pthread_mutex_unlock(&s->lock);
+	free(sl);
 	return r;
+}
+
+int pm_frame_demote(struct pm_store *s, unsigned dv, uint64_t gfn, uint64_t epoch,
+		    const void *data, uint64_t *ret_frame)
+{
+	int r = pm_frames_demote(s, dv, epoch, 1, &gfn, &data, ret_frame);
+
+	return r < 0 ? r : r == 1 ? 0 : -ENOSPC;
 }
 
 int pm_frame_lookup(struct pm_store *s, unsigned dv, uint64_t gfn, uint64_t *ret_frame)

@@ -130,6 +130,13 @@ int pm_checkpoint(struct pm_store *s);
  */
 int pm_frame_demote(struct pm_store *s, unsigned device, uint64_t gfn, uint64_t epoch,
 		    const void *data, uint64_t *ret_frame);
+/*
+ * The same for n distinct pages at once, made durable in three steps (data, epochs, owners)
+ * for the whole batch. Returns how many of the pages (from the first) are on frames, fewer than n
+ * when the pool ran out of frames, or -errno.
+ */
+int pm_frames_demote(struct pm_store *s, unsigned device, uint64_t epoch, size_t n,
+		     const uint64_t *gfns, const void *const *data, uint64_t *ret_frames);
 /* The frame holding the page, or -ENOENT. */
 int pm_frame_lookup(struct pm_store *s, unsigned device, uint64_t gfn, uint64_t *ret_frame);
 uint64_t pm_frames_free(struct pm_store *s);

@@ -278,6 +278,43 @@ static uint64_t replay_committed(uint64_t seed, struct pm_store *s, const unsign
 	return j;
 }
 
+#define MAX_DEMOTE ELEMENTSOF(((struct step *)0)->demote_gfn)
+
+/*
+ * The step's demotions as one batch at the newest of their versions (a page that has a frame
+ * keeps it, or gets a new one if a newer commit superseded it); a page listed twice goes once.
+ */
+static int demote_batch(struct pm_store *s, const struct oracle *o, const struct step *st,
+			const unsigned *dev)
+{
+	unsigned d = st->demote_dev;
+	uint64_t gfns[MAX_DEMOTE], version = 0;
+	const void *data[MAX_DEMOTE];
+	size_t n = 0;
+	int r;
+
+	for (unsigned k = 0; k < st->n_demote; k++) {
+		uint64_t g = st->demote_gfn[k];
+		bool seen = false;
+
+		for (size_t i = 0; i < n; i++)
+			seen |= gfns[i] == g;
+		if (seen)
+			continue;
+		gfns[n] = g;
+		data[n++] = o->data[d] + g * PM_PAGE_SIZE;
+		version = MAX(version, o->version[d][g]);
+	}
+	if (n == 0)
+		return 0;
+	r = pm_frames_demote(s, dev[d], version, n, gfns, data, NULL);
+	if (r < 0) {
+		fprintf(stderr, "pmstress: demote failed: %s\n", strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	const char *pool_path = argv[0], *dir = argv[1];
@@ -324,18 +361,8 @@ static int cmd_run(int argc, char **argv)
 		}
 		progress(fd, 'D', j);
 		apply_step(&o, st);
-		for (unsigned k = 0; k < st->n_demote; k++) {
-			unsigned d = st->demote_dev;
-			uint64_t g = st->demote_gfn[k];
-
-			/* a page with a frame: kept, or rewritten in place if superseded */
-			r = pm_frame_demote(s, dev[d], g, o.version[d][g],
-					    o.data[d] + g * PM_PAGE_SIZE, NULL);
-			if (r < 0 && r != -ENOSPC) {
-				fprintf(stderr, "pmstress: demote failed: %s\n", strerror(-r));
-				return 1;
-			}
-		}
+		if (demote_batch(s, &o, st, dev) < 0)
+			return 1;
 		if (!bg_on && j % CHECKPOINT_EVERY == 0 && pm_checkpoint(s) < 0)
 			return 1;
 	}
