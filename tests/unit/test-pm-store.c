@@ -651,6 +651,63 @@ START_TEST(test_check_is_read_only)
 }
 END_TEST
 
+/*
+ * Batched demotion: a page whose frame holds its newest version keeps it; one whose frame a
+ * newer commit (page or byte range) superseded gets a new frame, the old one freed; every
+ * page reads back its newest version after recovery, ranges on top of their base included.
+ */
+START_TEST(test_frames_batch)
+{
+	struct pool *p = formatted_pool();
+	struct pm_recovery rep;
+	struct pm_store *s = open_store(p, false, &rep);
+	unsigned d = make_device(s, "d0", img_path, PM_MODE_HINT);
+	uint8_t a[PM_PAGE_SIZE], b[PM_PAGE_SIZE], c[PM_PAGE_SIZE], line[64];
+	uint64_t gfns[3] = { 1, 2, 3 }, f1[3], f2[3], free0 = pm_frames_free(s);
+	const void *data[3] = { a, b, c };
+	struct pm_range rg = { .gfn = 2, .offset = 128, .length = 64, .data = line };
+
+	commit_page(s, d, 1, 1, 0x11);
+	commit_page(s, d, 2, 2, 0x22);
+	commit_page(s, d, 3, 3, 0x33);
+	page_of(a, 0x11);
+	page_of(b, 0x22);
+	page_of(c, 0x33);
+	ck_assert_int_eq(pm_frames_demote(s, d, 3, 3, gfns, data, f1), 3);
+	ck_assert_uint_eq(pm_frames_free(s), free0 - 3);
+	/* nothing newer: the same frames, nothing written */
+	ck_assert_int_eq(pm_frames_demote(s, d, 3, 3, gfns, data, f2), 3);
+	ck_assert_int_eq(memcmp(f1, f2, sizeof(f1)), 0);
+	/* page 1 gets a newer page, page 2 a newer range over its frame's base */
+	commit_page(s, d, 4, 1, 0x44);
+	memset(line, 0x55, sizeof(line));
+	ck_assert_int_eq(pm_commit(s, d, 5, NULL, 0, &rg, 1), 0);
+	page_of(a, 0x44);
+	memcpy(b + 128, line, sizeof(line));
+	ck_assert_int_eq(pm_frames_demote(s, d, 5, 3, gfns, data, f2), 3);
+	ck_assert_uint_ne(f2[0], f1[0]);
+	ck_assert_uint_ne(f2[1], f1[1]);
+	ck_assert_uint_eq(f2[2], f1[2]);
+	ck_assert_uint_eq(pm_frames_free(s), free0 - 3); /* the superseded two are free */
+	ck_assert_uint_eq(pm_device_frames(s, d), 3);
+	/* out of range: nothing happens */
+	{
+		uint64_t bad[2] = { 4, 99 };
+
+		ck_assert_int_eq(pm_frames_demote(s, d, 5, 2, bad, data, f2), -ERANGE);
+		ck_assert_int_eq(pm_frames_demote(s, d, 6, 1, gfns, data, f2), -ERANGE);
+	}
+	s = reopen(&p, s, &rep);
+	ck_assert_uint_eq(rep.frames_in_use, 3);
+	ck_assert_uint_eq(byte_at(s, d, 1, 0), 0x44);
+	ck_assert_uint_eq(byte_at(s, d, 2, 0), 0x22);
+	ck_assert_uint_eq(byte_at(s, d, 2, 128), 0x55);
+	ck_assert_uint_eq(byte_at(s, d, 3, 4095), 0x33);
+	pm_store_close(s);
+	pool_close(p);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
 	Suite *s = suite_create("pm-store");
@@ -663,6 +720,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_commit_recover_checkpoint);
 	tcase_add_test(tc, test_backpressure);
 	tcase_add_test(tc, test_frames_invariant1);
+	tcase_add_test(tc, test_frames_batch);
 	tcase_add_test(tc, test_corrupt_superblocks);
 	tcase_add_test(tc, test_corrupt_device_table);
 	tcase_add_test(tc, test_corrupt_frame_map);
