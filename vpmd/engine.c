@@ -70,6 +70,8 @@ struct vm {
 	size_t n_batch;
 	uint64_t epoch; /* last committed */
 	bool stale_reads; /* a page left for its image: checkpoint before the next first touch */
+	unsigned pause_failures;      /* pauses in a row the vCPUs did not stop for */
+	uint64_t pause_backoff_until; /* no regular boundary before this */
 	bool converged;
 	uint64_t migrating;
 
@@ -560,13 +562,24 @@ static int epoch_boundary(struct vm *vm, bool early)
 	return 0;
 }
 
+/*
+ * A VM whose vCPUs did not stop for a pause is not paused again at once: the next attempts
+ * back off (0.2 s, doubling, at most 6.4 s), so a stuck guest cannot take vpmd's time.
+ */
 static int on_epoch(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct vm *vm = userdata;
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
 
 	(void)usec;
-	if (vm->mode != VM_MODE_NATIVE)
-		(void)epoch_boundary(vm, false);
+	if (vm->mode != VM_MODE_NATIVE && now >= vm->pause_backoff_until) {
+		if (epoch_boundary(vm, false) == -ETIMEDOUT) {
+			vm->pause_failures = MIN(vm->pause_failures + 1, 6u);
+			vm->pause_backoff_until = now + (100 * USEC_PER_MSEC << vm->pause_failures);
+		} else {
+			vm->pause_failures = 0;
+		}
+	}
 	return sd_event_source_set_time_relative(s, vm->en->epoch_usec);
 }
 

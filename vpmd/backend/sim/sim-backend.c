@@ -22,7 +22,8 @@
 #include "sim-proto.h"
 
 #define PAGE             4096u
-#define PAUSE_TIMEOUT_US (2 * USEC_PER_SEC)
+/* a vCPU parks within one guest operation (microseconds); one that does not is not waited for */
+#define PAUSE_TIMEOUT_US (250 * USEC_PER_MSEC)
 #define MAX_GUESTS       256
 
 struct sim_vm {
