@@ -1378,8 +1378,8 @@ static int alloc_tables(struct vm *vm)
 	vm->data = calloc(vm->n_pages, sizeof(void *));
 	vm->frames = calloc(vm->n_pages, sizeof(uint64_t));
 	vm->batch = calloc(MIN(vm->n_pages, 4096), sizeof(*vm->batch));
-	if (!vm->dirty || !vm->accessed || !vm->cand || !vm->rank || !vm->punch || !vm->pick || !vm->batch || !vm->data ||
-	    !vm->frames)
+	if (!vm->dirty || !vm->accessed || !vm->cand || !vm->rank || !vm->punch || !vm->pick ||
+	    !vm->batch || !vm->data || !vm->frames)
 		return -ENOMEM;
 	return pt_init(&vm->pt, vm->n_pages);
 }
