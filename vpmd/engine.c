@@ -25,6 +25,7 @@
 #define CHECKPOINT_USEC UINT64_C(1000000)
 #define SAMPLES         1024 /* pause and commit times kept per VM for percentiles */
 #define MIN_HEADROOM    16   /* pages a VM may write beyond its DRAM share in an epoch */
+#define SAMPLES_PER_EPOCH 8  /* accessed-bit samples between two boundaries */
 #define BATCH_MIN_PAGES 512  /* 2 MiB: a demotion batch that counts for the throughput */
 #define ALIGN_UP(x, a)  (((x) + (a) - 1) / (a) * (a))
 
@@ -42,7 +43,7 @@ struct vm {
 	uint64_t n_pages;
 	unsigned n_vcpus;
 	unsigned dev;
-	sd_event_source *epoch_timer;
+	sd_event_source *epoch_timer, *sample_timer;
 
 	/* settings */
 	enum vm_mode mode;
@@ -55,7 +56,7 @@ struct vm {
 	/* pages */
 	struct pagetable pt;
 	uint64_t words; /* of a bitmap over the pages */
-	uint64_t *dirty, *accessed;
+	uint64_t *dirty, *accessed, *sample;
 	uint8_t *stage;
 	struct pm_page *pages;
 	uint64_t stage_cap;
@@ -506,6 +507,32 @@ static void plan_migrations(struct vm *vm)
 	(void)flush_maps(vm);
 }
 
+/* The accessed bits of a sample (in vm->sample) count for the frequency and the epoch. */
+static void account_accesses(struct vm *vm, bool timed)
+{
+	pt_sample_accessed(&vm->pt, vm->sample, timed);
+	for (uint64_t w = 0; w < vm->words; w++)
+		vm->accessed[w] |= vm->sample[w];
+}
+
+/*
+ * Between boundaries the accessed bits are sampled several times (no pause: they are hints),
+ * so that the policy tells pages touched in every epoch apart by how often they are touched.
+ */
+static int on_sample(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct vm *vm = userdata;
+
+	(void)usec;
+	if (vm->mode != VM_MODE_NATIVE) {
+		memset(vm->sample, 0, vm->words * 8);
+		vm->b->ops->sample_accessed(vm->b, vm->sample);
+		account_accesses(vm, true);
+	}
+	return sd_event_source_set_time_relative(s, MAX(vm->en->epoch_usec / SAMPLES_PER_EPOCH,
+							 USEC_PER_MSEC));
+}
+
 /* The victims stay in DRAM, writable again, and due for the next commit. */
 static void restore_victims(struct vm *vm)
 {
@@ -529,12 +556,12 @@ static int epoch_boundary(struct vm *vm, bool early)
 	int r;
 
 	memset(vm->dirty, 0, vm->words * 8);
-	memset(vm->accessed, 0, vm->words * 8);
+	memset(vm->sample, 0, vm->words * 8);
 	r = ops->pause(vm->b, vm->epoch + 1);
 	if (r < 0)
 		return log_warning_errno(r, "VM '%s': vCPUs did not stop for epoch %" PRIu64 ": %m",
 					 vm->name, vm->epoch + 1);
-	ops->harvest(vm->b, vm->dirty, vm->accessed);
+	ops->harvest(vm->b, vm->dirty, vm->sample);
 	punch_demoted(vm);
 	dram = dram_pages(vm);
 	over = dram > vm->dram_share ? dram - vm->dram_share : 0;
@@ -545,7 +572,9 @@ static int epoch_boundary(struct vm *vm, bool early)
 	ops->resume(vm->b);
 	sample_add(&vm->pause, now_usec(CLOCK_MONOTONIC) - t0);
 
+	account_accesses(vm, false);
 	pt_epoch_shift(&vm->pt, vm->dirty, vm->accessed);
+	memset(vm->accessed, 0, vm->words * 8);
 	if (n < 0)
 		return (int)n;
 	if (vm->mode == VM_MODE_EPOCH)
@@ -1371,6 +1400,7 @@ static int alloc_tables(struct vm *vm)
 	vm->words = (vm->n_pages + 63) / 64;
 	vm->dirty = calloc(vm->words, 8);
 	vm->accessed = calloc(vm->words, 8);
+	vm->sample = calloc(vm->words, 8);
 	vm->cand = calloc(vm->n_pages, sizeof(uint64_t));
 	vm->rank = calloc(vm->n_pages, sizeof(uint64_t));
 	vm->punch = calloc(vm->n_pages, sizeof(uint64_t));
@@ -1378,7 +1408,7 @@ static int alloc_tables(struct vm *vm)
 	vm->data = calloc(vm->n_pages, sizeof(void *));
 	vm->frames = calloc(vm->n_pages, sizeof(uint64_t));
 	vm->batch = calloc(MIN(vm->n_pages, 4096), sizeof(*vm->batch));
-	if (!vm->dirty || !vm->accessed || !vm->cand || !vm->rank || !vm->punch || !vm->pick ||
+	if (!vm->dirty || !vm->accessed || !vm->sample || !vm->cand || !vm->rank || !vm->punch || !vm->pick ||
 	    !vm->batch || !vm->data || !vm->frames)
 		return -ENOMEM;
 	return pt_init(&vm->pt, vm->n_pages);
@@ -1397,10 +1427,12 @@ static void vm_free(struct vm *vm)
 	if (vm->b)
 		vm->b->vm = NULL;
 	sd_event_source_disable_unref(vm->epoch_timer);
+	sd_event_source_disable_unref(vm->sample_timer);
 	oracle_weight_free(vm);
 	pt_done(&vm->pt);
 	free(vm->dirty);
 	free(vm->accessed);
+	free(vm->sample);
 	free(vm->cand);
 	free(vm->rank);
 	free(vm->punch);
@@ -1538,6 +1570,12 @@ int engine_vm_attach(struct engine *en, struct backend_vm *b, char *errbuf, size
 				       en->epoch_usec, 1, on_epoch, vm);
 	if (r >= 0)
 		r = sd_event_source_set_enabled(vm->epoch_timer, SD_EVENT_ON);
+	if (r >= 0)
+		r = sd_event_add_time_relative(en->event, &vm->sample_timer, CLOCK_MONOTONIC,
+					       MAX(en->epoch_usec / SAMPLES_PER_EPOCH, USEC_PER_MSEC),
+					       1, on_sample, vm);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(vm->sample_timer, SD_EVENT_ON);
 	if (r < 0) {
 		snprintf(errbuf, errlen, "cannot start the epochs of VM '%s': %s", vm->name,
 			 strerror(-r));

@@ -2,9 +2,10 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "macro.h"
 #include "pagetable.h"
 
-#define HISTORY_MASK (UINT64_C(0xffff) << PT_ACCESS_SHIFT)
+#define HISTORY_MASK (UINT64_C(0xffffff) << PT_ACCESS_SHIFT) /* histories and frequency */
 
 int pt_init(struct pagetable *pt, uint64_t n_pages)
 {
@@ -56,7 +57,7 @@ void pt_epoch_shift(struct pagetable *pt, const uint64_t *dirty, const uint64_t 
 
 		acc = ((acc << 1) | a) & 0xff;
 		dh = ((dh << 1) | d) & 0xff;
-		e &= ~HISTORY_MASK;
+		e &= ~(HISTORY_MASK & ~(UINT64_C(0xff) << PT_FREQ_SHIFT));
 		e |= acc << PT_ACCESS_SHIFT | dh << PT_DIRTY_H_SHIFT;
 		if (d)
 			e |= PT_DIRTY;
@@ -79,4 +80,29 @@ unsigned pt_last_access(const struct pagetable *pt, uint64_t gfn)
 	uint64_t acc = (pt->pte[gfn] >> PT_ACCESS_SHIFT) & 0xff;
 
 	return acc ? (unsigned)__builtin_ctzll(acc) : PT_HISTORY_EPOCHS;
+}
+
+void pt_sample_accessed(struct pagetable *pt, const uint64_t *accessed, bool age)
+{
+	for (uint64_t g = 0; age && g < pt->n_pages; g++) {
+		uint64_t freq = pt->pte[g] >> PT_FREQ_SHIFT;
+
+		pt->pte[g] -= (freq >> 3) << PT_FREQ_SHIFT;
+	}
+	for (uint64_t w = 0; w < (pt->n_pages + 63) / 64; w++) {
+		uint64_t bits = accessed[w];
+
+		while (bits) {
+			uint64_t g = w * 64 + (uint64_t)__builtin_ctzll(bits);
+
+			bits &= bits - 1;
+			uint64_t freq;
+
+			if (g >= pt->n_pages)
+				continue;
+			freq = MIN((pt->pte[g] >> PT_FREQ_SHIFT) + PT_FREQ_STEP, UINT64_C(255));
+			pt->pte[g] = (pt->pte[g] & ~(UINT64_C(0xff) << PT_FREQ_SHIFT)) |
+				     freq << PT_FREQ_SHIFT;
+		}
+	}
 }

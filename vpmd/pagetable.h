@@ -14,6 +14,10 @@
  *               kept when the page moves)
  *   bits 40-47  access history: one bit per recent epoch, newest in bit 40
  *   bits 48-55  dirty history: one bit per recent epoch, newest in bit 48
+ *   bits 56-63  access frequency: +8 for every accessed-bit sample (several per epoch, on a
+ *               timer, and one at every boundary) that found the page accessed, saturating;
+ *               an eighth of it is forgotten at every timed sample, so it measures time, not
+ *               epochs (a page accessed at every sample settles at 64)
  */
 #ifndef VPMD_PAGETABLE_H
 #define VPMD_PAGETABLE_H
@@ -38,6 +42,8 @@ enum pt_tier {
 #define PT_FLAGS          (PT_DIRTY | PT_WRITABLE | PT_COMMITTED | PT_FORCE | PT_HOME_PM)
 #define PT_ACCESS_SHIFT   40
 #define PT_DIRTY_H_SHIFT  48
+#define PT_FREQ_SHIFT     56
+#define PT_FREQ_STEP      8
 #define PT_HISTORY_EPOCHS 8
 #define PT_NO_FRAME       UINT32_MAX
 
@@ -82,6 +88,14 @@ void pt_set_flags(struct pagetable *pt, uint64_t gfn, uint64_t set, uint64_t cle
  * harvested bitmaps (one bit per page; NULL = none); pages dirty in this epoch get PT_DIRTY.
  */
 void pt_epoch_shift(struct pagetable *pt, const uint64_t *dirty, const uint64_t *accessed);
+
+/* Count an access sample: the bits set in accessed (one per page) raise the frequency; age
+ * (timed samples) forgets an eighth of every page's frequency first. */
+void pt_sample_accessed(struct pagetable *pt, const uint64_t *accessed, bool age);
+static inline unsigned pt_freq(const struct pagetable *pt, uint64_t gfn)
+{
+	return (unsigned)(pt->pte[gfn] >> PT_FREQ_SHIFT);
+}
 
 /* Epochs, of the last PT_HISTORY_EPOCHS, in which the page was accessed / written. */
 unsigned pt_access_count(const struct pagetable *pt, uint64_t gfn);

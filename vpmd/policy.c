@@ -53,8 +53,11 @@ double policy_score(struct policy *p, const struct pagetable *pt, uint64_t g)
 {
 	switch (p->kind) {
 	case POLICY_VPM:
-		/* write-hot pages coalesce their writes in DRAM; reads cost less on PM */
-		return 4.0 * pt_dirty_count(pt, g) + pt_access_count(pt, g);
+		/*
+		 * write-hot pages coalesce their writes in DRAM; reads cost less on PM; among
+		 * pages touched every epoch, the sampled frequency tells how often
+		 */
+		return pt_freq(pt, g) / 8.0 + pt_access_count(pt, g) + 2.0 * pt_dirty_count(pt, g);
 	case POLICY_LRU:
 		/* the most recently accessed is the hottest */
 		return -(double)pt_last_access(pt, g);

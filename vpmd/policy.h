@@ -5,7 +5,8 @@
  * sets how many pages may live in DRAM; the policy picks which.
  *
  *   vpm     write-hot pages stay in DRAM (their writes coalesce per epoch); read-mostly and
- *           cold pages go to PM first: the lowest score 4 x dirty epochs + access epochs
+ *           cold pages go to PM first: the lowest score 2 x dirty epochs + access epochs +
+ *           the sampled access frequency / 8 (which separates pages touched every epoch)
  *   static  first touch decides: pages move only as the ratio requires (a baseline)
  *   random  uniformly random DRAM pages (a baseline)
  *   lru     the least recently accessed DRAM pages (a baseline)

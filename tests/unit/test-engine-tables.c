@@ -54,6 +54,41 @@ START_TEST(test_pagetable_tiers)
 }
 END_TEST
 
+START_TEST(test_pagetable_frequency)
+{
+	struct pagetable pt;
+	uint64_t hot[2] = { UINT64_C(1) << 5 | UINT64_C(1) << 9, 0 }, none[2] = { 0 };
+
+	ck_assert_int_eq(pt_init(&pt, 100), 0);
+	/* page 5 sampled accessed every time, page 9 only in the first 4 samples */
+	for (int i = 0; i < 40; i++) {
+		if (i == 4)
+			hot[0] &= ~(UINT64_C(1) << 9);
+		pt_sample_accessed(&pt, hot, true);
+	}
+	ck_assert_uint_gt(pt_freq(&pt, 5), 40);
+	ck_assert_uint_lt(pt_freq(&pt, 9), PT_FREQ_STEP); /* forgotten over time */
+	ck_assert_uint_eq(pt_freq(&pt, 6), 0);
+	/* boundaries do not age it; moves keep it */
+	{
+		unsigned f = pt_freq(&pt, 5);
+
+		pt_epoch_shift(&pt, none, none);
+		pt_place(&pt, 5, PT_TIER_DRAM, 5, PT_WRITABLE);
+		pt_place(&pt, 5, PT_TIER_PM, 7, PT_COMMITTED);
+		ck_assert_uint_eq(pt_freq(&pt, 5), f);
+		/* an untimed sample adds without aging */
+		pt_sample_accessed(&pt, hot, false);
+		ck_assert_uint_eq(pt_freq(&pt, 5), f + PT_FREQ_STEP);
+	}
+	/* it saturates */
+	for (int i = 0; i < 40; i++)
+		pt_sample_accessed(&pt, hot, false);
+	ck_assert_uint_eq(pt_freq(&pt, 5), 255);
+	pt_done(&pt);
+}
+END_TEST
+
 START_TEST(test_pagetable_history)
 {
 	struct pagetable pt;
@@ -94,6 +129,7 @@ static Suite *tables_suite(void)
 
 	tcase_add_test(tc, test_pagetable_tiers);
 	tcase_add_test(tc, test_pagetable_history);
+	tcase_add_test(tc, test_pagetable_frequency);
 	suite_add_tcase(s, tc);
 	return s;
 }

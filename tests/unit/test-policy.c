@@ -104,6 +104,15 @@ START_TEST(test_promotions_hottest_first)
 	for (int i = 4; i < 8; i++)
 		ck_assert(out[i] >= 4 && out[i] < 8);
 	ck_assert(policy_swaps(&p));
+	/* among pages read in every epoch, the sampled frequency decides */
+	{
+		uint64_t often[1] = { UINT64_C(1) << 6 };
+
+		for (int i = 0; i < 20; i++)
+			pt_sample_accessed(&pt, often, true);
+		ck_assert_uint_eq(policy_pick_promotions(&p, &pt, 5, out), 5);
+		ck_assert_uint_eq(out[4], 6); /* after the four written pages */
+	}
 	pt_done(&pt);
 }
 END_TEST

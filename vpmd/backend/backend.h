@@ -9,6 +9,8 @@
  *   pause    stop every vCPU at an instruction boundary (vCPUs waiting on an event count as
  *            stopped); harvest then returns and clears the dirty and accessed bits
  *   resume   let the vCPUs run again
+ *   sample   collect and clear the accessed bits without a pause (they are hints), several
+ *            times an epoch, for the policy's access frequencies
  *   complete answer an event (write fault, persist hint, discard hint) the backend delivered
  *            with engine_vm_event()
  *
@@ -71,6 +73,8 @@ struct backend_ops {
 	/* With the VM paused: OR the dirty and accessed bits into the bitmaps, clearing them. */
 	void (*harvest)(struct backend_vm *b, uint64_t *dirty, uint64_t *accessed);
 	void (*resume)(struct backend_vm *b);
+	/* No pause needed (accessed bits are hints): OR accessed bits into the bitmap, clearing. */
+	void (*sample_accessed)(struct backend_vm *b, uint64_t *accessed);
 	int (*complete)(struct backend_vm *b, const struct backend_event *ev, int status);
 	void (*guest_stats)(struct backend_vm *b, struct backend_guest_stats *ret);
 	/* Let the guest go: it keeps running on its mappings when stay_mapped (vpmd stops). */

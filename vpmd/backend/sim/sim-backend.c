@@ -136,6 +136,18 @@ static void sim_harvest(struct backend_vm *b, uint64_t *dirty, uint64_t *accesse
 	}
 }
 
+static void sim_sample_accessed(struct backend_vm *b, uint64_t *accessed)
+{
+	struct sim_vm *s = sim_vm_of(b);
+
+	for (uint64_t g = 0; g < b->n_pages; g++) {
+		if (!(atomic_load_explicit(&s->ept[g], memory_order_relaxed) & SIM_EPT_ACCESSED))
+			continue;
+		if (atomic_fetch_and(&s->ept[g], ~SIM_EPT_ACCESSED) & SIM_EPT_ACCESSED)
+			accessed[g / 64] |= UINT64_C(1) << (g % 64);
+	}
+}
+
 static void sim_resume(struct backend_vm *b)
 {
 	__atomic_store_n(&sim_vm_of(b)->shared->pause, 0, __ATOMIC_SEQ_CST);
@@ -176,6 +188,7 @@ static const struct backend_ops sim_ops = {
 	.pause = sim_pause,
 	.harvest = sim_harvest,
 	.resume = sim_resume,
+	.sample_accessed = sim_sample_accessed,
 	.complete = sim_complete,
 	.guest_stats = sim_guest_stats,
 };
