@@ -515,6 +515,22 @@ static void account_accesses(struct vm *vm, bool timed)
 		vm->accessed[w] |= vm->sample[w];
 }
 
+/* With the VM paused (or its guest gone): collect and clear its dirty and accessed bits. */
+static void harvest_paused(struct vm *vm)
+{
+	memset(vm->dirty, 0, vm->words * 8);
+	memset(vm->sample, 0, vm->words * 8);
+	vm->b->ops->harvest(vm->b, vm->dirty, vm->sample);
+	account_accesses(vm, false);
+}
+
+/* The epoch's access and dirty bits enter the page histories; the next epoch starts empty. */
+static void close_epoch_history(struct vm *vm)
+{
+	pt_epoch_shift(&vm->pt, vm->dirty, vm->accessed);
+	memset(vm->accessed, 0, vm->words * 8);
+}
+
 /*
  * Between boundaries the accessed bits are sampled several times (no pause: they are hints),
  * so that the policy tells pages touched in every epoch apart by how often they are touched.
@@ -555,13 +571,11 @@ static int epoch_boundary(struct vm *vm, bool early)
 	int64_t n;
 	int r;
 
-	memset(vm->dirty, 0, vm->words * 8);
-	memset(vm->sample, 0, vm->words * 8);
 	r = ops->pause(vm->b, vm->epoch + 1);
 	if (r < 0)
 		return log_warning_errno(r, "VM '%s': vCPUs did not stop for epoch %" PRIu64 ": %m",
 					 vm->name, vm->epoch + 1);
-	ops->harvest(vm->b, vm->dirty, vm->sample);
+	harvest_paused(vm);
 	punch_demoted(vm);
 	dram = dram_pages(vm);
 	over = dram > vm->dram_share ? dram - vm->dram_share : 0;
@@ -572,9 +586,7 @@ static int epoch_boundary(struct vm *vm, bool early)
 	ops->resume(vm->b);
 	sample_add(&vm->pause, now_usec(CLOCK_MONOTONIC) - t0);
 
-	account_accesses(vm, false);
-	pt_epoch_shift(&vm->pt, vm->dirty, vm->accessed);
-	memset(vm->accessed, 0, vm->words * 8);
+	close_epoch_history(vm);
 	if (n < 0)
 		return (int)n;
 	if (vm->mode == VM_MODE_EPOCH)
@@ -805,15 +817,13 @@ static int switch_mode(struct vm *vm, enum vm_mode mode)
 	int64_t n;
 	int r;
 
-	memset(vm->dirty, 0, vm->words * 8);
-	memset(vm->accessed, 0, vm->words * 8);
 	r = ops->pause(vm->b, vm->epoch + 1);
 	if (r < 0)
 		return r;
-	ops->harvest(vm->b, vm->dirty, vm->accessed);
+	harvest_paused(vm);
 	punch_demoted(vm);
 	n = stage_pages(vm, true);
-	pt_epoch_shift(&vm->pt, vm->dirty, vm->accessed);
+	close_epoch_history(vm);
 	r = n < 0 ? (int)n : commit_staged(vm, (uint64_t)n);
 	if (r < 0)
 		goto out;
@@ -960,27 +970,21 @@ struct plan {
 	uint64_t pm_target, dram_share, headroom;
 };
 
-/* The most DRAM pages one epoch may commit. */
-static uint64_t commit_max_pages(struct engine *en)
-{
-	return pm_commit_max_pages(en->store);
-}
-
 static int check_commit_fits(struct engine *en, const char *name, const struct plan *p,
 			     char *errbuf, size_t errlen)
 {
+	uint64_t max = pm_commit_max_pages(en->store), want = p->dram_share + p->headroom;
 	char a[32];
 
-	if (p->dram_share + p->headroom <= commit_max_pages(en))
+	if (want <= max)
 		return 0;
 	snprintf(errbuf, errlen,
 		 "VM '%s' could hold %" PRIu64 " pages in DRAM at that ratio (share and write "
 		 "headroom), more than one epoch can commit to the log of pool '%s' (%" PRIu64
 		 " pages, half its %s log): %" PRIu64 " short; lower the ratio or format the pool "
 		 "with a larger --log-size",
-		 name, p->dram_share + p->headroom, en->pool->config.name, commit_max_pages(en),
-		 format_bytes(a, sizeof(a), pm_log_size(en->store)),
-		 p->dram_share + p->headroom - commit_max_pages(en));
+		 name, want, en->pool->config.name, max,
+		 format_bytes(a, sizeof(a), pm_log_size(en->store)), want - max);
 	return -ENOSPC;
 }
 
@@ -1408,8 +1412,8 @@ static int alloc_tables(struct vm *vm)
 	vm->data = calloc(vm->n_pages, sizeof(void *));
 	vm->frames = calloc(vm->n_pages, sizeof(uint64_t));
 	vm->batch = calloc(MIN(vm->n_pages, 4096), sizeof(*vm->batch));
-	if (!vm->dirty || !vm->accessed || !vm->sample || !vm->cand || !vm->rank || !vm->punch || !vm->pick ||
-	    !vm->batch || !vm->data || !vm->frames)
+	if (!vm->dirty || !vm->accessed || !vm->sample || !vm->cand || !vm->rank || !vm->punch ||
+	    !vm->pick || !vm->batch || !vm->data || !vm->frames)
 		return -ENOMEM;
 	return pt_init(&vm->pt, vm->n_pages);
 }
@@ -1610,10 +1614,8 @@ void engine_vm_detach(struct vm *vm, const char *why, bool guest_gone)
 	int64_t n;
 
 	if (vm->mode != VM_MODE_NATIVE) {
-		memset(vm->dirty, 0, vm->words * 8);
-		memset(vm->accessed, 0, vm->words * 8);
 		if (guest_gone || ops->pause(vm->b, vm->epoch + 1) >= 0) {
-			ops->harvest(vm->b, vm->dirty, vm->accessed);
+			harvest_paused(vm);
 			n = stage_pages(vm, guest_gone || vm->mode == VM_MODE_HINT);
 			if (!guest_gone)
 				ops->resume(vm->b);
