@@ -17,8 +17,10 @@
 #ifndef VPM_COMMON_SIM_PROTO_H
 #define VPM_COMMON_SIM_PROTO_H
 
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "random-util.h"
 
@@ -88,6 +90,33 @@ struct sim_msg {
 	uint64_t pool_size;
 	uint64_t pm_frames_offset;
 };
+
+#define SIM_MAX_FDS 3
+
+/* Send one message with n_fds (at most SIM_MAX_FDS) fds as SCM_RIGHTS; 0 or -1 with errno. */
+static inline int sim_send(int sock, const struct sim_msg *m, const int *fds, size_t n_fds)
+{
+	char cbuf[CMSG_SPACE(SIM_MAX_FDS * sizeof(int))] = { 0 };
+	struct iovec iov = { .iov_base = (void *)m, .iov_len = sizeof(*m) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (n_fds > SIM_MAX_FDS) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (n_fds) {
+		struct cmsghdr *c;
+
+		mh.msg_control = cbuf;
+		mh.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, n_fds * sizeof(int));
+	}
+	return sendmsg(sock, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(*m) ? 0 : -1;
+}
 
 /*
  * A guest's write history, one file per vCPU: a record per write, and after a persist hint

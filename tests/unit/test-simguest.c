@@ -76,23 +76,9 @@ static int welcome(int conn, bool with_fds)
 {
 	struct sim_msg m = { .type = SIM_MSG_WELCOME, .ept_size = SIM_EPT_OFFSET + PAGES * 8,
 			     .dram_size = PAGES * PAGE, .pool_size = PAGES * PAGE };
-	char cbuf[CMSG_SPACE(3 * sizeof(int))] = { 0 };
-	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	int fds[3] = { ept_fd, dram_fd, pool_fd };
 
-	if (with_fds) {
-		struct cmsghdr *c;
-
-		mh.msg_control = cbuf;
-		mh.msg_controllen = sizeof(cbuf);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(fds));
-		memcpy(CMSG_DATA(c), fds, sizeof(fds));
-	}
-	return sendmsg(conn, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(m) ? 0 : -1;
+	return sim_send(conn, &m, fds, with_fds ? 3 : 0);
 }
 
 /* Receive a HELLO; on a re-attach it must carry the guest's own EPT and DRAM memfds. */

@@ -362,23 +362,10 @@ static int welcome(struct sim_vm *s, int pool_fd)
 			     .dram_size = s->b.n_pages * PAGE,
 			     .pool_size = engine_pool(en)->size,
 			     .pm_frames_offset = engine_pm_frames_offset(en) };
-	char cbuf[CMSG_SPACE(3 * sizeof(int))] = { 0 };
-	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	int fds[3] = { s->ept_fd, s->b.dram_fd, pool_fd };
 
-	if (!s->b.reattached) {
-		struct cmsghdr *c;
-
-		mh.msg_control = cbuf;
-		mh.msg_controllen = sizeof(cbuf);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(fds));
-		memcpy(CMSG_DATA(c), fds, sizeof(fds));
-	}
-	return sendmsg(s->conn, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(m) ? 0 : -EPIPE;
+	/* a re-attaching guest runs on its own memfds and has the pool mapped */
+	return sim_send(s->conn, &m, fds, s->b.reattached ? 0 : 3) < 0 ? -EPIPE : 0;
 }
 
 /* A VM name also names its image file: letters, digits, '_', '-' and '.' (not first). */

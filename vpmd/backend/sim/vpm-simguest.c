@@ -391,19 +391,10 @@ static bool reattach(struct guest *g)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct sim_msg m;
-	char cbuf[CMSG_SPACE(2 * sizeof(int))] = { 0 };
-	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			     .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 	int fds[2] = { g->ept_fd, g->dram_fd };
 
 	fill_hello(g, &m, true);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g->socket_path);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(fds));
-	memcpy(CMSG_DATA(c), fds, sizeof(fds));
 	uint64_t give_up = now_usec(CLOCK_MONOTONIC) + g->reattach_seconds * USEC_PER_SEC;
 
 	while (!__atomic_load_n(&g->shared->stop, __ATOMIC_ACQUIRE)) {
@@ -424,7 +415,7 @@ static bool reattach(struct guest *g)
 		s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 
 		if (s >= 0 && connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-		    sendmsg(s, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(m) &&
+		    sim_send(s, &m, fds, 2) == 0 &&
 		    recv(s, &m, sizeof(m), 0) == (ssize_t)sizeof(m) && m.type == SIM_MSG_WELCOME &&
 		    m.status >= 0) {
 			pthread_mutex_lock(&g->send_lock);
