@@ -16,6 +16,7 @@
 #include "control.h"
 #include "json-util.h"
 #include "log.h"
+#include "socket-util.h"
 
 #define READ_CHUNK 4096
 
@@ -441,53 +442,33 @@ static int server_on_connect(sd_event_source *src, int fd, uint32_t revents, voi
 	return 0;
 }
 
-static int bind_socket_path(int fd, const char *path, mode_t mode, gid_t group)
+/* Refuse a path that another vpmd listens on or that is not a socket; a stale socket is fine */
+static int check_socket_path(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	mode_t old_umask;
-	int r;
+	_cleanup_close_ int probe = -1;
+	struct stat st;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return log_error_errno(ENAMETOOLONG, "Socket path '%s' is too long", path);
 	strcpy(sa.sun_path, path);
-
-	old_umask = umask(0777 & ~mode);
-	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	if (r < 0 && errno == EADDRINUSE) {
-		/* A socket file is there: is anyone behind it? */
-		_cleanup_close_ int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			umask(old_umask);
-			return log_error_errno(EADDRINUSE,
-					       "Another vpmd is already listening on '%s'; stop it "
-					       "or configure a different socket",
-					       path);
-		}
-		struct stat st;
-
-		if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode)) {
-			umask(old_umask);
-			return log_error_errno(EEXIST,
-					       "'%s' exists and is not a socket; remove it or "
-					       "configure another socket path",
-					       path);
-		}
-		log_info("Removing stale socket '%s'", path);
-		if (unlink(path) < 0 && errno != ENOENT) {
-			umask(old_umask);
-			return log_error_errno(errno, "Failed to remove stale socket '%s': %m",
-					       path);
-		}
-		r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return log_error_errno(errno, "Cannot look at socket path '%s': %m", path);
 	}
-	umask(old_umask);
-	if (r < 0)
-		return log_error_errno(errno, "Failed to bind control socket '%s': %m", path);
-	if (chmod(path, mode) < 0)
-		return log_error_errno(errno, "Failed to set mode of '%s': %m", path);
-	if (group != (gid_t)-1 && chown(path, (uid_t)-1, group) < 0)
-		return log_error_errno(errno, "Failed to set group of '%s': %m", path);
+	if (!S_ISSOCK(st.st_mode))
+		return log_error_errno(EEXIST,
+				       "'%s' exists and is not a socket; remove it or configure "
+				       "another socket path",
+				       path);
+	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		return log_error_errno(EADDRINUSE,
+				       "Another vpmd is already listening on '%s'; stop it or "
+				       "configure a different socket",
+				       path);
+	log_info("Replacing stale socket '%s'", path);
 	return 0;
 }
 
@@ -539,11 +520,12 @@ int control_socket_open(const char *path, mode_t mode, gid_t group, bool *ret_ac
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return log_error_errno(errno, "Failed to create control socket: %m");
-	r = bind_socket_path(fd, path, mode, group);
+	r = check_socket_path(path);
 	if (r < 0)
 		return r;
-	if (listen(fd, SOMAXCONN) < 0)
-		return log_error_errno(errno, "Failed to listen on '%s': %m", path);
+	r = socket_listen_at(fd, path, mode, group, SOMAXCONN);
+	if (r < 0)
+		return log_error_errno(r, "Failed to listen on control socket '%s': %m", path);
 	*ret_activated = false;
 	log_info("Listening on %s", path);
 	return TAKE_FD(fd);

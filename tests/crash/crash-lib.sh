@@ -11,13 +11,24 @@ VPMCTL="$VPM_BUILD/cli/vpmctl"
 base=/dev/shm
 [ -d "$base" ] && [ -w "$base" ] || base=/tmp
 T=$(mktemp -d "$base/vpm-crash.XXXXXX")
-trap 'rm -rf "$T"' EXIT
+# background processes a failed test leaves would hold ctest's output pipe open until its
+# timeout: kill them all on the way out
+kill_jobs() {
+	local j
+
+	for j in $(jobs -p); do kill -9 "$j" 2>/dev/null || true; done
+}
+trap 'kill_jobs; rm -rf "$T"' EXIT
 POOL="$T/pool.pm"
 POOL_SIZE=$((8 << 20))
 LOG_SIZE=$((1 << 20))
 
 fail() {
 	echo "FAIL: $*" >&2
+	if [ -s "$T/vpmd.err" ]; then
+		echo "--- vpmd's log ---" >&2
+		tail -n 30 "$T/vpmd.err" >&2
+	fi
 	exit 1
 }
 

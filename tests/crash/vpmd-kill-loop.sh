@@ -24,8 +24,9 @@ for round in $(seq 1 "$ROUNDS"); do
 	fi
 	"$VPMD" --foreground --config "$T/vpmd.conf" 2>>"$T/vpmd.err" &
 	vpmd=$!
-	for _ in $(seq 200); do
+	for _ in $(seq 1000); do
 		[ -S "$T/state/sim.sock" ] && break
+		kill -0 "$vpmd" 2>/dev/null || fail "round $round: vpmd did not start"
 		sleep 0.01
 	done
 	"$SIMGUEST" -s "$T/state/sim.sock" -n "g$round" -p 64 -c 2 -w log -d 60 -R 60 \

@@ -25,6 +25,7 @@ guests=()
 cleanup_all() {
 	[ -n "$vpmd" ] && kill -9 "$vpmd" 2>/dev/null
 	for g in "${guests[@]}"; do kill -9 "$g" 2>/dev/null; done
+	kill_jobs
 	rm -rf "$T"
 }
 trap cleanup_all EXIT

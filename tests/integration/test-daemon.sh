@@ -126,7 +126,7 @@ rm "$SOCK"
 python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])" "$SOCK"
 [ -S "$SOCK" ] || fail "could not create a stale socket"
 start_vpmd
-grep -q "Removing stale socket" "$T/vpmd.log" || fail "stale socket not reported"
+grep -q "Replacing stale socket" "$T/vpmd.log" || fail "stale socket not reported"
 kill -INT "$VPMD_PID"
 wait "$VPMD_PID" || fail "vpmd exited non-zero on SIGINT"
 VPMD_PID=

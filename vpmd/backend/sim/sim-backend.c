@@ -20,6 +20,7 @@
 #include "parse-util.h"
 #include "sim-backend.h"
 #include "sim-proto.h"
+#include "socket-util.h"
 
 #define PAGE             4096u
 /* a vCPU parks within one guest operation (microseconds); one that does not is not waited for */
@@ -543,12 +544,12 @@ int sim_backend_new(struct engine *en, sd_event *event, const char *sock_path,
 		sim_backend_free(sb);
 		return log_oom();
 	}
-	(void)unlink(sock_path); /* ours: the state directory is locked by this vpmd */
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
+	/* a socket left at the path is ours to replace: this vpmd holds the state directory */
 	sb->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (sb->listen_fd < 0 || bind(sb->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(sb->listen_fd, 16) < 0 || chmod(sock_path, 0600) < 0) {
-		r = log_error_errno(errno, "Cannot listen on '%s': %m", sock_path);
+	r = sb->listen_fd < 0 ? -errno : socket_listen_at(sb->listen_fd, sock_path, 0600,
+							   (gid_t)-1, 16);
+	if (r < 0) {
+		log_error_errno(r, "Cannot listen on '%s': %m", sock_path);
 		sim_backend_free(sb);
 		return r;
 	}
