@@ -94,6 +94,7 @@ bench_start_vpmd() {
 		echo "state_dir = $T/state"
 		echo "socket_mode = 0600"
 		echo "log_level = warning"
+		echo "copy_threads = ${COPY_THREADS:-0}"
 		for line in "$@"; do echo "$line"; done
 		echo
 		echo "[pool bench]"

@@ -206,6 +206,20 @@ static int parse_max_clients(struct parse_state *s, const struct key_def *def, c
 	return 0;
 }
 
+static int parse_copy_threads(struct parse_state *s, const struct key_def *def, const char *value,
+			      void *field)
+{
+	uint64_t v;
+
+	if (parse_uint_range(value, 0, VPMD_COPY_THREADS_MAX, &v) < 0) {
+		config_error(s, def->name, "'%s' is not a number between 0 (automatic) and %u",
+			     value, VPMD_COPY_THREADS_MAX);
+		return 0;
+	}
+	*(unsigned *)field = (unsigned)v;
+	return 0;
+}
+
 static int parse_backend(struct parse_state *s, const struct key_def *def, const char *value,
 			void *field)
 {
@@ -272,6 +286,7 @@ static const struct key_def daemon_keys[] = {
 	DAEMON_KEY("default_ratio", parse_ratio_field, default_ratio),
 	DAEMON_KEY_RANGE("migration_rate", parse_size_field, migration_rate, 1024 * 1024, 0,
 			 "at least 1M (bytes per second)"),
+	DAEMON_KEY("copy_threads", parse_copy_threads, copy_threads),
 	DAEMON_KEY("max_clients", parse_max_clients, max_clients),
 	DAEMON_KEY_RANGE("client_idle_timeout", parse_duration_field, client_idle_timeout_usec,
 			 USEC_PER_SEC, 24 * 3600 * USEC_PER_SEC, "1s to 24h"),

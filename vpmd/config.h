@@ -13,6 +13,7 @@
 #endif
 #define VPMD_MAX_POOLS      64
 #define VPMD_POOL_NAME_MAX  64
+#define VPMD_COPY_THREADS_MAX 16
 
 enum pool_kind {
 	POOL_KIND_AUTO,     /* devdax for a character device, fsdax for a file */
@@ -49,6 +50,7 @@ struct vpmd_config {
 	uint64_t epoch_interval_usec;
 	double default_ratio;    /* of a VM whose configuration names none */
 	uint64_t migration_rate; /* bytes per second moved between tiers, all VMs together */
+	unsigned copy_threads;   /* that stage an epoch's pages during a pause; 0: automatic */
 	unsigned max_clients;
 	uint64_t client_idle_timeout_usec;
 	uint64_t max_request_size;

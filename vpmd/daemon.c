@@ -750,9 +750,13 @@ static int keep_restart_settings(const struct vpmd_config *old, struct vpmd_conf
 	r |= warn_restart(warnings, "backend", backend_kind_to_string(old->backend),
 			  backend_kind_to_string(new->backend));
 	r |= warn_restart(warnings, "libvirt_uri", old->libvirt_uri, new->libvirt_uri);
+	snprintf(om, sizeof(om), "%u", old->copy_threads);
+	snprintf(nm, sizeof(nm), "%u", new->copy_threads);
+	r |= warn_restart(warnings, "copy_threads", om, nm);
 	if (r)
 		return -ENOMEM;
 	new->socket_mode = old->socket_mode;
+	new->copy_threads = old->copy_threads;
 	new->backend = old->backend;
 	if (free_and_strdup(&new->socket_path, old->socket_path) < 0 ||
 	    free_and_strdup(&new->socket_group, old->socket_group) < 0 ||

@@ -16,6 +16,7 @@
 #include "engine.h"
 #include "json-util.h"
 #include "log.h"
+#include "page-copy.h"
 #include "pagetable.h"
 #include "parse-util.h"
 #include "pm-store.h"
@@ -58,6 +59,7 @@ struct vm {
 	uint64_t words; /* of a bitmap over the pages */
 	uint64_t *dirty, *accessed, *sample;
 	uint8_t *stage;
+	struct page_copy_item *copies; /* what stage_pages() copies where */
 	struct pm_page *pages;
 	uint64_t stage_cap;
 	uint64_t *cand, n_cand;   /* pages to demote, write-protected at the pause */
@@ -100,6 +102,7 @@ struct engine {
 	uint64_t tokens_usec;
 	sd_event_source *checkpoint;
 	struct sim_backend *sim;
+	struct copy_crew *crew; /* stages paused VMs' pages */
 	struct vm *vms;
 };
 
@@ -275,22 +278,29 @@ static uint64_t take_tokens(struct vm *vm, uint64_t want)
 
 /* ---- epochs ----------------------------------------------------------------------------- */
 
+/* Room to stage n pages: page-aligned (the copy streams whole pages), contents not kept. */
 static int ensure_stage(struct vm *vm, uint64_t n)
 {
-	uint8_t *s;
+	struct page_copy_item *c;
 	struct pm_page *p;
+	void *s;
 
 	if (n <= vm->stage_cap)
 		return 0;
 	n = MIN(vm->n_pages, MAX(n, vm->stage_cap * 2));
-	s = realloc(vm->stage, n * PM_PAGE_SIZE);
-	if (!s)
+	if (posix_memalign(&s, PM_PAGE_SIZE, n * PM_PAGE_SIZE) != 0)
 		return -ENOMEM;
+	free(vm->stage);
 	vm->stage = s;
+	vm->stage_cap = 0;
 	p = realloc(vm->pages, n * sizeof(*p));
 	if (!p)
 		return -ENOMEM;
 	vm->pages = p;
+	c = realloc(vm->copies, n * sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	vm->copies = c;
 	vm->stage_cap = n;
 	return 0;
 }
@@ -326,10 +336,12 @@ static int64_t stage_pages(struct vm *vm, bool all)
 	for (uint64_t g = 0; g < vm->n_pages; g++) {
 		if (!to_commit(vm, g, all))
 			continue;
-		memcpy(vm->stage + n * PM_PAGE_SIZE, dram_ptr(vm, g), PM_PAGE_SIZE);
+		vm->copies[n] = (struct page_copy_item){ .dst = vm->stage + n * PM_PAGE_SIZE,
+							 .src = dram_ptr(vm, g) };
 		vm->pages[n] = (struct pm_page){ .gfn = g, .data = vm->stage + n * PM_PAGE_SIZE };
 		n++;
 	}
+	copy_crew_pages(vm->en->crew, vm->copies, n, 0);
 	return n;
 }
 
@@ -575,16 +587,23 @@ static int epoch_boundary(struct vm *vm, bool early)
 	if (r < 0)
 		return log_warning_errno(r, "VM '%s': vCPUs did not stop for epoch %" PRIu64 ": %m",
 					 vm->name, vm->epoch + 1);
+	uint64_t ta = now_usec(CLOCK_MONOTONIC);
 	harvest_paused(vm);
+	uint64_t tb = now_usec(CLOCK_MONOTONIC);
 	punch_demoted(vm);
 	dram = dram_pages(vm);
 	over = dram > vm->dram_share ? dram - vm->dram_share : 0;
 	choose_victims(vm, early ? over : take_tokens(vm, over));
+	uint64_t tc = now_usec(CLOCK_MONOTONIC);
 	n = stage_pages(vm, false);
+	uint64_t td = now_usec(CLOCK_MONOTONIC);
 	if (n < 0)
 		restore_victims(vm); /* nothing is committed: nothing may move */
 	ops->resume(vm->b);
 	sample_add(&vm->pause, now_usec(CLOCK_MONOTONIC) - t0);
+	static FILE *dbg; if (!dbg && getenv("VPM_DEBUG_PAUSE")) dbg = fopen(getenv("VPM_DEBUG_PAUSE"), "a");
+	if (dbg)
+		fprintf(dbg, "PAUSE n=%ld early=%d wait=%lu harvest=%lu choose=%lu stage=%lu total=%lu\n", (long)n, early, ta - t0, tb - ta, tc - tb, td - tc, now_usec(CLOCK_MONOTONIC) - t0);
 
 	close_epoch_history(vm);
 	if (n < 0)
@@ -1446,6 +1465,7 @@ static void vm_free(struct vm *vm)
 	free(vm->batch);
 	free(vm->stage);
 	free(vm->pages);
+	free(vm->copies);
 	free(vm);
 }
 
@@ -1668,6 +1688,12 @@ int engine_new(sd_event *event, const struct vpmd_config *c, struct pool *pool,
 	en->store = pool->store;
 	engine_reconfigure(en, c);
 	en->tokens_usec = now_usec(CLOCK_MONOTONIC);
+	r = copy_crew_new(c->copy_threads, &en->crew);
+	if (r < 0) {
+		engine_free(en);
+		return log_error_errno(r, "Cannot start the copy threads: %m");
+	}
+	pm_store_set_copy_crew(en->store, en->crew);
 	if (asprintf(&sock, "%s/sim.sock", c->state_dir) < 0 ||
 	    asprintf(&en->image_dir, "%s/images", c->state_dir) < 0 ||
 	    !(en->state_dir = strdup(c->state_dir))) {
@@ -1692,7 +1718,8 @@ int engine_new(sd_event *event, const struct vpmd_config *c, struct pool *pool,
 		engine_free(en);
 		return r;
 	}
-	log_info("Sim backend: guests attach on %s; devices in pool '%s'", sock, pool->config.name);
+	log_info("Sim backend: guests attach on %s; devices in pool '%s'; %u copy thread(s)", sock,
+		 pool->config.name, copy_crew_threads(en->crew));
 	*ret = en;
 	return 0;
 }
@@ -1705,6 +1732,9 @@ struct engine *engine_free(struct engine *en)
 	while (en->vms)
 		vm_free(en->vms);
 	sd_event_source_disable_unref(en->checkpoint);
+	if (en->store)
+		pm_store_set_copy_crew(en->store, NULL);
+	copy_crew_free(en->crew);
 	free(en->state_dir);
 	free(en->image_dir);
 	free(en);

@@ -15,6 +15,7 @@
 #include "crash-inject.h"
 #include "json-util.h"
 #include "log.h"
+#include "page-copy.h"
 #include "parse-util.h"
 #include "pm-hash.h"
 #include "pm-store.h"
@@ -52,6 +53,7 @@ struct pm_store {
 	struct pm_hasher *hasher; /* for commits, under lock */
 	bool msync_mode; /* page granularity: copy plainly, persist each record once (msync) */
 	bool failed;     /* an image could not be made durable: no more commits or checkpoints */
+	struct copy_crew *crew; /* copies demoted pages in bulk; NULL: one page at a time */
 	struct pm_device dev[PM_MAX_DEVICES];
 	uint64_t *frame_used; /* bitmap */
 	uint64_t *frame_stale; /* bitmap: released by the running checkpoint once images are synced */
@@ -1606,6 +1608,40 @@ static void persist_frames(struct pm_store *s, const struct demote_slot *sl, siz
 	}
 }
 
+/* The new frames' data, not yet persisted: with the copy crew when there is one. */
+static int copy_frames_data(struct pm_store *s, const struct demote_slot *sl, size_t m,
+			    const void *const *data)
+{
+	_cleanup_free_ struct page_copy_item *items = NULL;
+	size_t k = 0;
+
+	if (s->crew && !crash_points_compiled())
+		items = malloc(MAX(m, (size_t)1) * sizeof(*items));
+	for (size_t i = 0; i < m; i++) {
+		void *dst = frame_data(s, sl[i].frame);
+
+		if (sl[i].keep)
+			continue;
+		s->stats.pm_bytes_written += PM_PAGE_SIZE;
+		if (items) {
+			items[k++] = (struct page_copy_item){ .dst = dst, .src = data[i] };
+			continue;
+		}
+		crash_point_enter("frame-data", dst, PM_PAGE_SIZE);
+		s->memcpy_fn(dst, data[i], PM_PAGE_SIZE,
+			     PMEM2_F_MEM_NONTEMPORAL | PMEM2_F_MEM_NOFLUSH);
+		crash_point_leave(dst, PM_PAGE_SIZE, s->persist_fn);
+	}
+	if (items)
+		copy_crew_pages(s->crew, items, k, COPY_STREAM);
+	return 0;
+}
+
+void pm_store_set_copy_crew(struct pm_store *s, struct copy_crew *crew)
+{
+	s->crew = crew;
+}
+
 /* Choose each page's frame: its own (kept), or a new one; stops when frames run out. */
 static size_t assign_frames(struct pm_store *s, struct pm_device *d, uint64_t epoch,
 			    const uint64_t *gfns, size_t n, struct demote_slot *sl)
@@ -1670,17 +1706,9 @@ int pm_frames_demote(struct pm_store *s, unsigned dv, uint64_t epoch, size_t n,
 	if (r < 0)
 		goto out;
 	m = assign_frames(s, d, epoch, gfns, n, sl);
-	for (size_t i = 0; i < m; i++) {
-		void *dst = frame_data(s, sl[i].frame);
-
-		if (sl[i].keep)
-			continue;
-		crash_point_enter("frame-data", dst, PM_PAGE_SIZE);
-		s->memcpy_fn(dst, data[i], PM_PAGE_SIZE,
-			     PMEM2_F_MEM_NONTEMPORAL | PMEM2_F_MEM_NOFLUSH);
-		crash_point_leave(dst, PM_PAGE_SIZE, s->persist_fn);
-		s->stats.pm_bytes_written += PM_PAGE_SIZE;
-	}
+	r = copy_frames_data(s, sl, m, data);
+	if (r < 0)
+		goto out;
 	persist_frames(s, sl, m, false);
 	for (size_t i = 0; i < m; i++) {
 		struct pm_frame_entry *e = frame_entry(s, sl[i].frame);

@@ -124,9 +124,10 @@ int pm_checkpoint(struct pm_store *s);
  * PM frames. demote copies a committed page version (as of epoch, which must be committed)
  * into a new frame and records it. A page whose frame still holds its newest committed
  * version keeps that frame as it is; one whose frame a newer commit superseded gets a new
- * frame, and the old one is freed once the new one is durable. There is no explicit release: once a newer version of the page (a page or a byte
- * range) is committed, the checkpoint that applies it writes the page to the image and then
- * frees the frame, so that nothing is freed before its successor is durable.
+ * frame, and the old one is freed once the new one is durable. There is no explicit release:
+ * once a newer version of the page (a page or a byte range) is committed, the checkpoint that
+ * applies it writes the page to the image and then frees the frame, so that nothing is freed
+ * before its successor is durable.
  */
 int pm_frame_demote(struct pm_store *s, unsigned device, uint64_t gfn, uint64_t epoch,
 		    const void *data, uint64_t *ret_frame);
@@ -137,6 +138,12 @@ int pm_frame_demote(struct pm_store *s, unsigned device, uint64_t gfn, uint64_t 
  */
 int pm_frames_demote(struct pm_store *s, unsigned device, uint64_t epoch, size_t n,
 		     const uint64_t *gfns, const void *const *data, uint64_t *ret_frames);
+/*
+ * Let the copy threads of crew copy demoted pages' data (with non-temporal stores), or, with
+ * NULL, copy one page at a time. The crew must outlive its use here.
+ */
+struct copy_crew;
+void pm_store_set_copy_crew(struct pm_store *s, struct copy_crew *crew);
 /* The frame holding the page, or -ENOENT. */
 int pm_frame_lookup(struct pm_store *s, unsigned device, uint64_t gfn, uint64_t *ret_frame);
 uint64_t pm_frames_free(struct pm_store *s);

@@ -129,6 +129,8 @@ START_TEST(test_errors_name_file_line_key)
 	EXPECT_ERRORS("[daemon]\ndefault_ratio = 0.5\n", "key 'default_ratio'", "not a ratio");
 	EXPECT_ERRORS("[daemon]\ndefault_ratio = nan\n", "key 'default_ratio'", "not a ratio");
 	EXPECT_ERRORS("[daemon]\nmigration_rate = 4K\n", "key 'migration_rate'", "out of range");
+	EXPECT_ERRORS("[daemon]\ncopy_threads = 17\n", "key 'copy_threads'", "between 0");
+	EXPECT_ERRORS("[daemon]\ncopy_threads = two\n", "key 'copy_threads'", "between 0");
 	EXPECT_ERRORS("[daemon]\nmax_request_size = 16M\n", "key 'max_request_size'",
 		      "out of range");
 	EXPECT_ERRORS("[daemon]\nlibvirt_uri = qemu:///syst\xe9m\n", "key 'libvirt_uri'",
