@@ -6,7 +6,7 @@
 set -euo pipefail
 
 build_pkgs=(cmake make gcc pkg-config libvirt-dev libpmem2-dev libndctl-dev libdaxctl-dev
-	libsystemd-dev libjson-c-dev libinih-dev check libsubunit-dev libxxhash-dev)
+	libsystemd-dev libjson-c-dev libinih-dev check libsubunit-dev libxxhash-dev libxml2-dev)
 test_pkgs=(jq python3 mandoc groff-base systemd util-linux binutils clang
 	libclang-rt-14-dev)
 bench_pkgs=(jq python3 gnuplot-nox)
