@@ -92,6 +92,7 @@ bench_start_vpmd() {
 		echo "[daemon]"
 		echo "socket = $SOCK"
 		echo "state_dir = $T/state"
+		echo "libvirt_uri ="
 		echo "socket_mode = 0600"
 		echo "log_level = warning"
 		echo "copy_threads = ${COPY_THREADS:-0}"

@@ -34,6 +34,7 @@ cat >"$TMP/vpmd.conf" <<CONF
 [daemon]
 socket = $SOCK
 state_dir = $TMP/state
+libvirt_uri =
 socket_mode = 0600
 max_clients = 64
 log_level = warning

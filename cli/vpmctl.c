@@ -4,7 +4,9 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <ini.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -15,12 +17,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "domain-xml.h"
 #include "macro.h"
 #include "parse-util.h"
 #include "vpm/libvpm.h"
+
+/* vpmd's configuration file, which the hook command reads; cli/CMakeLists.txt sets it. */
+#ifndef VPMD_DEFAULT_CONFIG
+#define VPMD_DEFAULT_CONFIG "/etc/vpm/vpmd.conf"
+#endif
+#define VPM_CONFIG_ENV "VPM_CONFIG"
 
 /* Exit codes; documented in vpmctl(8). */
 enum {
@@ -34,6 +44,7 @@ enum {
 
 struct args {
 	const char *socket;
+	const char *config; /* --config: vpmd.conf for the hook command */
 	bool json;
 	const struct command *cmd;
 	int argc;
@@ -1109,6 +1120,434 @@ static int cmd_reload(const struct args *a)
 	return EXIT_OK;
 }
 
+/* ---- hook: libvirt's qemu hook ---- */
+
+/*
+ * libvirt runs the hook synchronously, with the domain XML on stdin, and shows its stderr to
+ * the user when it fails a start: a refusal is one line there. vpmctl only asks vpmd; it never
+ * calls libvirt, which waits for the hook.
+ */
+#define HOOK_XML_MAX		  DOMAIN_XML_MAX
+#define HOOK_CONNECT_TIMEOUT_USEC (3 * USEC_PER_SEC)
+#define HOOK_TIMEOUT_USEC	  (10 * USEC_PER_SEC) /* connect and request together */
+#define HOOK_CONFIG_MAX		  (1024 * 1024)	      /* as vpmd reads it */
+#define HOOK_CONFIG_LINE_MAX	  4096
+
+enum on_vpmd_down {
+	ON_VPMD_DOWN_POLICY, /* refuse VMs that have a VPM policy, start the others */
+	ON_VPMD_DOWN_FAIL,   /* refuse every VM */
+	ON_VPMD_DOWN_PASS,   /* start every VM */
+};
+
+static const char *const on_vpmd_down_names[] = {
+	[ON_VPMD_DOWN_POLICY] = "policy",
+	[ON_VPMD_DOWN_FAIL] = "fail",
+	[ON_VPMD_DOWN_PASS] = "pass",
+};
+
+/* What the hook takes from vpmd.conf: [daemon] socket and [hook] on_vpmd_down. */
+struct hook_config {
+	const char *file;
+	char *socket; /* NULL: libvpm's default */
+	enum on_vpmd_down on_down;
+	char note[512]; /* why (some of) the file was not used; empty when all of it was */
+};
+
+static void hook_config_note(struct hook_config *c, const char *fmt, ...) _printf_(2, 3);
+static void hook_config_note(struct hook_config *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->note[0])
+		return; /* the first problem is enough for one line */
+	va_start(ap, fmt);
+	vsnprintf(c->note, sizeof(c->note), fmt, ap);
+	va_end(ap);
+}
+
+static void hook_config_done(struct hook_config *c)
+{
+	free(c->socket);
+}
+
+/* A section name as inih passes it, compared the way vpmd does: blanks around it ignored. */
+static bool section_is(const char *section, const char *name)
+{
+	size_t len;
+
+	section += strspn(section, " \t");
+	len = strlen(section);
+	while (len > 0 && (section[len - 1] == ' ' || section[len - 1] == '\t'))
+		len--;
+	return len == strlen(name) && strncmp(section, name, len) == 0;
+}
+
+static int hook_config_handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct hook_config *c = user;
+
+	if (section_is(section, "daemon") && streq(name, "socket")) {
+		if (value[0] != '/' || strlen(value) > 107)
+			hook_config_note(c,
+					 "%s: socket '%s' is not an absolute path of at most 107 "
+					 "bytes; using %s",
+					 c->file, value, VPM_SOCKET_DEFAULT);
+		else if (free_and_strdup(&c->socket, value) < 0)
+			return 0;
+	} else if (section_is(section, "hook") && streq(name, "on_vpmd_down")) {
+		for (size_t i = 0; i < ELEMENTSOF(on_vpmd_down_names); i++)
+			if (streq(value, on_vpmd_down_names[i])) {
+				c->on_down = (enum on_vpmd_down)i;
+				return 1;
+			}
+		c->on_down = ON_VPMD_DOWN_POLICY;
+		hook_config_note(c,
+				 "%s: on_vpmd_down '%s' is not policy, fail or pass; using policy",
+				 c->file, value);
+	}
+	return 1; /* everything else is vpmd's business */
+}
+
+/*
+ * Read the two settings; a file that is missing gives the defaults, one that cannot be read
+ * gives them with a note. named: the file was asked for (--config, $VPM_CONFIG).
+ */
+static void hook_config_load(struct hook_config *c, bool named)
+{
+	_cleanup_fclose_ FILE *f = NULL;
+	struct stat st;
+	int fd, r;
+
+	/* O_NONBLOCK: a FIFO must not hang the hook; reads of regular files ignore it */
+	fd = open(c->file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		if (errno != ENOENT || named)
+			hook_config_note(c, "cannot read %s: %s; using the defaults", c->file,
+					 strerror(errno));
+		return;
+	}
+	f = fdopen(fd, "r");
+	if (!f) {
+		safe_close(fd);
+		hook_config_note(c, "cannot read %s: %s; using the defaults", c->file,
+				 strerror(errno));
+		return;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > HOOK_CONFIG_MAX) {
+		hook_config_note(c, "%s is not a regular file of at most 1 MiB; using the defaults",
+				 c->file);
+		return;
+	}
+	/* Debian's inih has these as run-time settings; vpmd reads its file with the same */
+	ini_use_stack = false;
+	ini_max_line = HOOK_CONFIG_LINE_MAX;
+	ini_initial_alloc = HOOK_CONFIG_LINE_MAX;
+	ini_allow_realloc = false;
+	ini_allow_bom = true;
+	ini_allow_multiline = false;
+	ini_allow_no_value = false;
+	ini_stop_on_first_error = false;
+	r = ini_parse_file(f, hook_config_handler, c);
+	if (r < 0 || ferror(f)) {
+		/* out of memory or a read error: nothing read can be trusted */
+		free(c->socket);
+		c->socket = NULL;
+		c->on_down = ON_VPMD_DOWN_POLICY;
+		c->note[0] = '\0';
+		hook_config_note(c, "cannot read %s%s; using the defaults", c->file,
+				 r == -2 ? ": out of memory" : "");
+	} else if (r > 0)
+		hook_config_note(c, "%s:%d: syntax error (vpmd refuses the file); line ignored",
+				 c->file, r);
+}
+
+/* Print "vpmctl: " and the text on one line: line breaks become "; ", control bytes ' '. */
+static void hook_line(FILE *f, const char *fmt, ...) _printf_(2, 3);
+static void hook_line(FILE *f, const char *fmt, ...)
+{
+	_cleanup_free_ char *text = NULL;
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&text, fmt, ap);
+	va_end(ap);
+	fputs("vpmctl: ", f);
+	if (r < 0) {
+		fputs("out of memory\n", f);
+		return;
+	}
+	/* no trailing separator for a message that ends in a line break */
+	for (size_t n = strlen(text); n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'); n--)
+		text[n - 1] = '\0';
+	for (const char *p = text; *p; p++) {
+		if (*p == '\n')
+			fputs("; ", f);
+		else if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			fputc(' ', f);
+		else
+			fputc(*p, f);
+	}
+	fputc('\n', f);
+}
+
+/* Refuse: one line on stderr, with the note about vpmd.conf when there is one; status 1. */
+static int hook_refuse(const struct hook_config *conf, const char *fmt, ...) _printf_(2, 3);
+static int hook_refuse(const struct hook_config *conf, const char *fmt, ...)
+{
+	_cleanup_free_ char *text = NULL;
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&text, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		hook_line(stderr, "out of memory");
+	else if (conf->note[0])
+		hook_line(stderr, "%s (note: %s)", text, conf->note);
+	else
+		hook_line(stderr, "%s", text);
+	return EXIT_FAILED;
+}
+
+/* Read all of fd: at most max bytes, NUL-terminated. -EFBIG beyond, -EBADMSG for a NUL. */
+static int read_all(int fd, size_t max, char **ret, size_t *ret_len)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0, alloc = 0;
+
+	for (;;) {
+		ssize_t n;
+
+		if (len == alloc) {
+			size_t want = alloc ? MIN(alloc * 2, max + 1) : MIN((size_t)65536, max + 1);
+			char *p = realloc(buf, want + 1);
+
+			if (!p)
+				return -ENOMEM;
+			buf = p;
+			alloc = want;
+		}
+		n = read(fd, buf + len, alloc - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			struct pollfd p = { .fd = fd, .events = POLLIN };
+
+			(void)poll(&p, 1, -1);
+			continue;
+		}
+		if (n < 0)
+			return negative_errno();
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > max)
+			return -EFBIG;
+	}
+	buf[len] = '\0';
+	if (memchr(buf, '\0', len))
+		return -EBADMSG;
+	*ret_len = len;
+	*ret = TAKE_PTR(buf);
+	return 0;
+}
+
+/* The ops vpmd hears of; libvirt's others (start, migrate, restore, attach...) pass at once. */
+static bool hook_op_for_vpmd(const char *op)
+{
+	static const char *const ops[] = { "prepare", "started", "stopped", "release", "reconnect" };
+
+	for (size_t i = 0; i < ELEMENTSOF(ops); i++)
+		if (streq(op, ops[i]))
+			return true;
+	return false;
+}
+
+/* Errors that mean vpmd is not there to ask (vpmctl's status 3), as opposed to refusing. */
+static bool vpmd_down_error(int r, bool connecting)
+{
+	if (connecting)
+		return r != -EACCES && r != -EPERM && r != -ENOMEM && r != -ENAMETOOLONG;
+	return exit_code_for(r) == EXIT_UNREACHABLE;
+}
+
+/* "vpmd is not running (no socket at '...')" and the like, with the way to fix it. */
+static void describe_vpmd_down(int r, const char *socket, char *cause, size_t cause_len,
+			       const char **fix)
+{
+	switch (-r) {
+	case ENOENT:
+		snprintf(cause, cause_len, "vpmd is not running (no socket at '%s')", socket);
+		*fix = "start it with 'systemctl start vpmd'";
+		break;
+	case ECONNREFUSED:
+		snprintf(cause, cause_len, "vpmd is not running (nothing listens on '%s')", socket);
+		*fix = "start it with 'systemctl start vpmd'";
+		break;
+	case ETIMEDOUT:
+		snprintf(cause, cause_len, "vpmd at '%s' is not answering", socket);
+		*fix = "see 'systemctl status vpmd' and restart it";
+		break;
+	case ECONNRESET:
+	case EPIPE:
+		snprintf(cause, cause_len, "vpmd at '%s' closed the connection without answering",
+			 socket);
+		*fix = "see 'systemctl status vpmd' and 'journalctl -u vpmd'";
+		break;
+	default:
+		snprintf(cause, cause_len, "vpmd is not reachable at '%s' (%s)", socket,
+			 strerror(-r));
+		*fix = "start it with 'systemctl start vpmd'";
+		break;
+	}
+}
+
+/* Success without vpmd's answer: notes on stderr and, with -j, the JSON result. */
+static int hook_pass(const struct args *a, const struct hook_config *conf, const char *note)
+{
+	if (conf->note[0])
+		hook_line(stderr, "note: %s", conf->note);
+	hook_line(stderr, "note: %s", note);
+	if (a->json) {
+		printf("{\n  \"action\": \"none\",\n  \"message\": ");
+		print_json_string(note, strlen(note));
+		printf("\n}\n");
+	}
+	return EXIT_OK;
+}
+
+/* vpmd cannot be asked: stops pass, starts follow on_vpmd_down. */
+static int hook_vpmd_down(const struct args *a, const struct hook_config *conf, int r,
+			  const char *socket, const char *domain, const char *op, bool policy)
+{
+	char cause[PATH_MAX + 128], note[PATH_MAX + 512];
+	const char *fix;
+
+	describe_vpmd_down(r, socket, cause, sizeof(cause), &fix);
+	if (!streq(op, "prepare") && !streq(op, "started")) {
+		snprintf(note, sizeof(note), "%s, so it was not told about VM '%s' (%s)", cause,
+			 domain, op);
+		return hook_pass(a, conf, note);
+	}
+	if (conf->on_down == ON_VPMD_DOWN_FAIL)
+		return hook_refuse(conf,
+				   "VM '%s' may not start: %s and on_vpmd_down = fail in [hook] of "
+				   "%s; %s, or set on_vpmd_down = pass or policy there",
+				   domain, cause, conf->file, fix);
+	if (conf->on_down == ON_VPMD_DOWN_POLICY && policy)
+		return hook_refuse(conf,
+				   "VM '%s' has a VPM policy, but %s: %s, or remove the VM's VPM "
+				   "policy, or set on_vpmd_down = pass in [hook] of %s",
+				   domain, cause, fix, conf->file);
+	snprintf(note, sizeof(note), "%s; VM '%s' starts without it (%s)", cause, domain,
+		 conf->on_down == ON_VPMD_DOWN_PASS ? "on_vpmd_down = pass"
+						    : "it has no VPM policy");
+	return hook_pass(a, conf, note);
+}
+
+static int cmd_hook(const struct args *a)
+{
+	_cleanup_(vpm_unrefp) struct vpm_ctx *ctx = NULL;
+	_cleanup_free_ char *xml = NULL, *action = NULL, *message = NULL;
+	_cleanup_(hook_config_done) struct hook_config conf = { .on_down = ON_VPMD_DOWN_POLICY };
+	const char *domain, *op, *subop, *env, *socket;
+	bool policy, connecting = true;
+	uint64_t start = 0;
+	size_t xml_len = 0;
+	int r;
+
+	if (a->argc < 3)
+		return usage_error(a, "give the domain name, the op and the subop libvirt passes");
+	domain = a->argv[0];
+	op = a->argv[1];
+	subop = a->argv[2];
+	if (!*domain || !*op)
+		return usage_error(a, "the %s is empty", *domain ? "op" : "domain name");
+	if (!hook_op_for_vpmd(op))
+		return EXIT_OK; /* and nothing on stdout: libvirt reads it as XML for some ops */
+
+	env = secure_getenv(VPM_CONFIG_ENV);
+	conf.file = a->config ? a->config : env && *env ? env : VPMD_DEFAULT_CONFIG;
+	hook_config_load(&conf, a->config || (env && *env));
+
+	r = read_all(STDIN_FILENO, HOOK_XML_MAX, &xml, &xml_len);
+	if (r < 0) {
+		char why[128];
+
+		if (r == -EFBIG)
+			snprintf(why, sizeof(why), "is larger than %u MiB", HOOK_XML_MAX >> 20);
+		else if (r == -EBADMSG)
+			snprintf(why, sizeof(why), "contains a NUL byte");
+		else
+			snprintf(why, sizeof(why), "cannot be read: %s", strerror(-r));
+		if (streq(op, "reconnect")) {
+			char note[512];
+
+			snprintf(note, sizeof(note),
+				 "the domain XML of VM '%s' on standard input %s, so vpmd was not "
+				 "told about it; the VM keeps running",
+				 domain, why);
+			return hook_pass(a, &conf, note);
+		}
+		return hook_refuse(&conf,
+				   "the domain XML of VM '%s' on standard input %s; vpmctl hook "
+				   "expects the XML libvirt passes",
+				   domain, why);
+	}
+	/* vpmd parses the XML; vpmctl only needs to know whether vpmd's policy is in it */
+	policy = strstr(xml, DOMAIN_METADATA_NS) != NULL;
+
+	/* -s, then $VPM_SOCKET (libvpm reads it), then vpmd.conf, then the default */
+	env = secure_getenv(VPM_SOCKET_ENV);
+	socket = a->socket ? a->socket : env && *env ? NULL : conf.socket;
+	r = vpm_new(socket, &ctx);
+	if (r >= 0) {
+		start = now_usec(CLOCK_MONOTONIC);
+		(void)vpm_set_timeout(ctx, HOOK_CONNECT_TIMEOUT_USEC);
+		r = vpm_connect(ctx);
+	}
+	if (r >= 0) {
+		uint64_t spent = now_usec(CLOCK_MONOTONIC) - start;
+
+		connecting = false;
+		(void)vpm_set_timeout(ctx, spent < HOOK_TIMEOUT_USEC - USEC_PER_SEC
+					       ? HOOK_TIMEOUT_USEC - spent
+					       : USEC_PER_SEC);
+		r = vpm_hook_run(ctx, domain, op, subop, xml, &action, &message);
+	}
+	if (r >= 0) {
+		if (conf.note[0])
+			hook_line(stderr, "note: %s", conf.note);
+		if (a->json) {
+			printf("{\n  \"action\": ");
+			print_json_string(action, strlen(action));
+			printf(",\n  \"message\": ");
+			if (message)
+				print_json_string(message, strlen(message));
+			else
+				printf("null");
+			printf("\n}\n");
+		} else
+			printf("%s\n", message ? message : action);
+		return EXIT_OK;
+	}
+
+	if (ctx && vpmd_down_error(r, connecting))
+		return hook_vpmd_down(a, &conf, r, vpm_get_socket_path(ctx), domain, op, policy);
+	if (streq(op, "reconnect")) {
+		char note[1024];
+
+		/* libvirt kills a running VM whose reconnect hook fails: never fail it */
+		snprintf(note, sizeof(note),
+			 "vpmd did not take back VM '%s': %s; the VM keeps running", domain,
+			 vpm_errormsg());
+		return hook_pass(a, &conf, note);
+	}
+	return hook_refuse(&conf, "%s", vpm_errormsg());
+}
+
 /* ---- version ---- */
 
 static int cmd_version(const struct args *a)
@@ -1177,6 +1616,8 @@ static const struct command commands[] = {
 	{ "recover", cmd_recover, 2, "recover --check [POOL]",
 	  "show what recovery would replay, discard and free" },
 	{ "reload", cmd_reload, 0, "reload", "make vpmd re-read its configuration (root)" },
+	{ "hook", cmd_hook, 4, "hook DOMAIN OP SUBOP [EXTRA]",
+	  "libvirt's qemu hook, domain XML on stdin (root; see vpmctl(8))" },
 	{ "version", cmd_version, 0, "version", "show the versions of vpmctl, libvpm and vpmd" },
 	{ "help", cmd_help, 0, "help", "show this help" },
 };
@@ -1189,10 +1630,12 @@ static void usage(FILE *f)
 		"Options (before the command):\n"
 		"  -s, --socket PATH  vpmd's socket (default: $%s or %s)\n"
 		"  -j, --json         print JSON on stdout\n"
+		"      --config FILE  vpmd.conf for the hook command\n"
+		"                     (default: $%s or %s)\n"
 		"  -h, --help         show this help\n"
 		"      --version      same as the version command\n\n"
 		"Commands:\n",
-		VPM_SOCKET_ENV, VPM_SOCKET_DEFAULT);
+		VPM_SOCKET_ENV, VPM_SOCKET_DEFAULT, VPM_CONFIG_ENV, VPMD_DEFAULT_CONFIG);
 	for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
 		if (strlen(commands[i].usage) > 18)
 			fprintf(f, "  %s\n  %-18s %s\n", commands[i].usage, "",
@@ -1204,6 +1647,7 @@ static void usage(FILE *f)
 		"\nset-* change the VM named or, with --all, every VM; --wait waits until the\n"
 		"placement has converged (at most --timeout seconds, default 300, 0 for ever).\n"
 		"stats --watch repeats every SEC seconds (default 1) until interrupted.\n"
+		"hook is run by libvirt: it exits 0 to let a VM start or stop, 1 to refuse.\n"
 		"\nExit status: 0 ok, 1 vpmd refused or failed the request, 2 usage error,\n"
 		"3 vpmd not reachable, 4 permission denied, 5 protocol mismatch. See vpmctl(8).\n");
 }
@@ -1228,6 +1672,7 @@ int main(int argc, char *argv[])
 	static const struct option options[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "config", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{}
@@ -1245,6 +1690,9 @@ int main(int argc, char *argv[])
 			break;
 		case 'j':
 			a.json = true;
+			break;
+		case 'C':
+			a.config = optarg;
 			break;
 		case 'h':
 			usage(stdout);

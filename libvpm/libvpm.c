@@ -471,3 +471,50 @@ _public_ int vpm_reload(struct vpm_ctx *ctx, char **ret_warnings)
 		return vpm_set_error(ENOMEM, "out of memory");
 	return 0;
 }
+
+/* ---- libvirt hook --------------------------------------------------------------------- */
+
+_public_ int vpm_hook_run(struct vpm_ctx *ctx, const char *domain, const char *op,
+			  const char *subop, const char *xml, char **ret_action, char **ret_message)
+{
+	_cleanup_json_ struct json_object *params = NULL, *result = NULL;
+	_cleanup_free_ char *action = NULL, *message = NULL;
+	const char *a, *m;
+	int r;
+
+	if (ret_action)
+		*ret_action = NULL;
+	if (ret_message)
+		*ret_message = NULL;
+	if (!domain || !op || !subop || !xml)
+		return vpm_set_error(EINVAL, "vpm_hook_run: %s is NULL",
+				     !domain  ? "domain"
+				     : !op    ? "op"
+				     : !subop ? "subop"
+					      : "xml");
+	if (!*domain || !*op)
+		return vpm_set_error(EINVAL, "vpm_hook_run: the %s is empty",
+				     !*domain ? "domain name" : "op");
+
+	params = json_object_new_object();
+	if (!params || json_add(params, "domain", json_object_new_string(domain)) < 0 ||
+	    json_add(params, "op", json_object_new_string(op)) < 0 ||
+	    json_add(params, "subop", json_object_new_string(subop)) < 0 ||
+	    json_add(params, "xml", json_object_new_string(xml)) < 0)
+		return vpm_set_error(ENOMEM, "out of memory");
+	r = vpm_call(ctx, "hook", params, &result);
+	if (r < 0)
+		return r;
+	a = vpm_json_str(result, "action");
+	if (!a || !*a)
+		return vpm_set_error(EPROTO, "bad reply from vpmd to 'hook': no \"action\" string");
+	m = vpm_json_str(result, "message");
+	action = strdup(a);
+	if (!action || (m && !(message = strdup(m))))
+		return vpm_set_error(ENOMEM, "out of memory");
+	if (ret_action)
+		*ret_action = TAKE_PTR(action);
+	if (ret_message)
+		*ret_message = TAKE_PTR(message);
+	return 0;
+}

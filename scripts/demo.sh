@@ -1,9 +1,12 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # The main job, end to end on this machine: build VPM, format an emulated PM pool (once),
-# start vpmd on it (recovering the pool first), let three simulated VMs with different
-# workloads and modes run against it, show them with vpmctl list and stats, move one VM to
-# a higher consolidation ratio and back with set-ratio --wait, and show the effect.
+# start vpmd on it (recovering the pool first) with libvirt's test driver as the host's VM
+# inventory (tests/libvirt/test-node.xml: five domains, three of them running with nvdimm or
+# virtio-pmem devices, one with a VPM policy in its metadata). vpmd finds the running VMs with
+# PM and serves each with a simulated guest of its PM size and policy; vpmctl lists them beside
+# libvirt's view, shows their stats, moves one VM to a higher consolidation ratio and back with
+# set-ratio --wait (writing it into the domain's metadata), and shows the effect.
 # Usage: scripts/demo.sh [--keep]
 #   --keep   leave vpmd running afterwards (stop it with: kill $(cat $DEMO/state/vpmd.pid))
 set -euo pipefail
@@ -24,25 +27,38 @@ if [ -f "$DEMO/state/vpmd.pid" ] && kill -0 "$(cat "$DEMO/state/vpmd.pid")" 2>/d
 fi
 mkdir -p "$DEMO"
 cat >"$DEMO/vpmd.conf" <<CONF
-# Demo configuration: one emulated PM pool (a plain file; no real persistence).
+# Demo configuration: one emulated PM pool (a plain file; no real persistence) and libvirt's
+# test driver as the VM inventory.
 [daemon]
 socket = $DEMO/vpmd.sock
 state_dir = $DEMO/state
 dram_budget = 512M
 epoch_interval = 100ms
+libvirt_uri = test://$PWD/tests/libvirt/test-node.xml
 
 [pool demo0]
-path = $DEMO/pool0.pm
+path = $DEMO/pool2.pm
 kind = emulated
-size = 256M
+size = 512M
 CONF
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
-if [ ! -e "$DEMO/pool0.pm" ] ||
+stop_guests() {
+	local f pid
+	for f in "$DEMO"/state/guests/*.pid; do
+		[ -e "$f" ] || continue
+		pid=$(cat "$f")
+		kill -TERM "$pid" 2>/dev/null || continue
+		while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+	done
+}
+# sim guests an earlier run left behind (they outlive vpmd, as VMs do)
+stop_guests
+if [ ! -e "$DEMO/pool2.pm" ] ||
 	"$VPMD" --config "$DEMO/vpmd.conf" --check-pool demo0 2>/dev/null | grep -q '"unformatted"'; then
-	step "vpmd --config $DEMO/vpmd.conf --init-pool demo0 --force"
-	"$VPMD" --config "$DEMO/vpmd.conf" --init-pool demo0 --force
+	step "vpmd --config $DEMO/vpmd.conf --init-pool demo0 --force --log-size 128M"
+	"$VPMD" --config "$DEMO/vpmd.conf" --init-pool demo0 --force --log-size 128M
 fi
 step "vpmd --config $DEMO/vpmd.conf --check-pool demo0"
 "$VPMD" --config "$DEMO/vpmd.conf" --check-pool demo0
@@ -58,16 +74,14 @@ step "vpmctl status"
 "$VPMCTL" status
 step "vpmctl pools"
 "$VPMCTL" pools
-SIMGUEST=build/demo/vpmd/backend/sim/vpm-simguest
-step "three simulated VMs attach: shop (zipf-kv, ratio 2), journal (log with persist hints, hint mode), index (btree, ratio 1.5)"
-guests=()
-for spec in shop:zipf-kv:2:epoch journal:log:2:hint index:btree:1.5:epoch; do
-	IFS=: read -r name wl ratio mode <<<"$spec"
-	"$SIMGUEST" -s "$DEMO/state/sim.sock" -n "$name" -p 4096 -c 2 -w "$wl" -r "$ratio" \
-		-m "$mode" -d 60 >"$DEMO/$name.out" 2>&1 &
-	guests+=($!)
+step "libvirt's running VMs with PM attach: shop (64 MiB nvdimm, ratio 2 from its metadata), journal (two nvdimms), index (virtio-pmem); batch is shut off, web has no PM"
+for _ in $(seq 100); do
+	"$VPMCTL" list >"$DEMO/list.out"
+	grep -q '^shop ' "$DEMO/list.out" && grep -q '^journal ' "$DEMO/list.out" &&
+		grep -q '^index ' "$DEMO/list.out" && break
+	sleep 0.1
 done
-sleep 2
+sleep 1
 step "vpmctl list"
 "$VPMCTL" list
 step "vpmctl stats"
@@ -82,10 +96,9 @@ step "vpmctl set-ratio shop 1 --wait   (every page of shop on PM again)"
 sleep 1
 step "vpmctl stats shop"
 "$VPMCTL" stats shop
-step "the guests stop (SIGTERM); each one's last epoch is committed as it leaves"
-kill -TERM "${guests[@]}"
-wait "${guests[@]}"
-cat "$DEMO"/shop.out "$DEMO"/journal.out "$DEMO"/index.out
+step "the VMs stop (their sim guests get SIGTERM); each one's last epoch is committed as it leaves"
+stop_guests
+tail -qn 1 "$DEMO"/state/guests/{shop,journal,index}.log
 step "vpmctl list"
 "$VPMCTL" list
 step "vpmctl recover --check"

@@ -22,6 +22,31 @@ libdir=$(dirname "$(find "$R" -name 'libvpm.so.0' | head -n1)")
 [ -e "$libdir/pkgconfig/libvpm.pc" ] || { echo "missing: libvpm.pc"; missing=1; }
 [ "$missing" -eq 0 ] || exit 1
 
+# libvirt's qemu hook: executable, and running the installed vpmctl
+cache() { sed -n "s/^$1:[A-Z]*=//p" "$build/CMakeCache.txt"; }
+hook="$(cache VPM_LIBVIRT_HOOK_DIR)/vpm"
+bindir=$(cache CMAKE_INSTALL_BINDIR)
+case $bindir in /*) ;; *) bindir="$prefix/$bindir" ;; esac
+if [ ! -f "$T/root$hook" ] || [ ! -x "$T/root$hook" ]; then
+	echo "missing or not executable: $hook"
+	exit 1
+fi
+[ "$(stat -c %a "$T/root$hook")" = 755 ] || { echo "$hook: mode is not 0755"; exit 1; }
+grep -qxF "exec \"$bindir/vpmctl\" hook \"\$@\"" "$T/root$hook" ||
+	{ echo "$hook does not run $bindir/vpmctl hook"; exit 1; }
+[ -x "$T/root$bindir/vpmctl" ] || { echo "$hook: $bindir/vpmctl is not installed"; exit 1; }
+sh -n "$T/root$hook" || { echo "$hook: not a valid sh script"; exit 1; }
+# run it, with the path under DESTDIR: an op vpmctl passes at once, one for a missing vpmd
+sed "s|\"$bindir/vpmctl\"|\"$T/root$bindir/vpmctl\"|" "$T/root$hook" >"$T/hook"
+LD_LIBRARY_PATH="$libdir" sh "$T/hook" web start begin - </dev/null ||
+	{ echo "$hook: failed for op start"; exit 1; }
+out=$(echo '<domain><name>web</name></domain>' | LD_LIBRARY_PATH="$libdir" \
+	VPM_SOCKET=/nonexistent/vpmd.sock VPM_CONFIG=/nonexistent/vpmd.conf \
+	sh "$T/hook" web prepare begin - 2>&1) ||
+	{ echo "$hook: failed for op prepare: $out"; exit 1; }
+grep -q "VM 'web' starts without it" <<<"$out" ||
+	{ echo "$hook: did not let a VM without VPM policy start without vpmd: $out"; exit 1; }
+
 cat >"$T/client.c" <<'C'
 #include <stdio.h>
 #include <vpm/libvpm.h>
@@ -45,4 +70,4 @@ grep -q '^VPM_SANITIZE:BOOL=ON' "$build/CMakeCache.txt" && san=-fsanitize=addres
 # shellcheck disable=SC2046
 cc $san -o "$T/client" "$T/client.c" $(pkg-config --cflags --libs libvpm)
 LD_LIBRARY_PATH="$libdir" "$T/client" | grep -q "cannot connect to vpmd at '/nonexistent/vpmd.sock'"
-echo "check-install: all files in place; pkg-config client built and ran"
+echo "check-install: all files in place; libvirt hook runs vpmctl; pkg-config client built and ran"

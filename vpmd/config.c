@@ -29,6 +29,12 @@ static const char *const backend_names[_BACKEND_MAX] = {
 	[BACKEND_KVM] = "kvm",
 };
 
+static const char *const hook_on_vpmd_down_names[_HOOK_ON_VPMD_DOWN_MAX] = {
+	[HOOK_ON_VPMD_DOWN_POLICY] = "policy",
+	[HOOK_ON_VPMD_DOWN_FAIL] = "fail",
+	[HOOK_ON_VPMD_DOWN_PASS] = "pass",
+};
+
 const char *pool_kind_to_string(enum pool_kind k)
 {
 	return k < _POOL_KIND_MAX ? pool_kind_names[k] : NULL;
@@ -39,9 +45,15 @@ const char *backend_kind_to_string(enum backend_kind b)
 	return b < _BACKEND_MAX ? backend_names[b] : NULL;
 }
 
+const char *hook_on_vpmd_down_to_string(enum hook_on_vpmd_down h)
+{
+	return h < _HOOK_ON_VPMD_DOWN_MAX ? hook_on_vpmd_down_names[h] : NULL;
+}
+
 enum section_type {
 	SECTION_NONE, /* before the first header */
 	SECTION_DAEMON,
+	SECTION_HOOK,
 	SECTION_POOL,
 	SECTION_UNKNOWN,
 };
@@ -54,6 +66,7 @@ struct parse_state {
 	enum section_type section;
 	struct pool_config *pool;   /* current [pool NAME], if any */
 	uint64_t seen_daemon_keys;  /* bitmask, to refuse repeated keys */
+	uint64_t seen_hook_keys;
 	uint64_t seen_pool_keys;
 	FILE *errors;
 	unsigned n_errors;
@@ -234,6 +247,18 @@ static int parse_backend(struct parse_state *s, const struct key_def *def, const
 	return 0;
 }
 
+static int parse_hook_on_vpmd_down(struct parse_state *s, const struct key_def *def,
+				   const char *value, void *field)
+{
+	for (int h = 0; h < _HOOK_ON_VPMD_DOWN_MAX; h++)
+		if (streq(value, hook_on_vpmd_down_names[h])) {
+			*(enum hook_on_vpmd_down *)field = h;
+			return 0;
+		}
+	config_error(s, def->name, "unknown value '%s'; choose policy, fail or pass", value);
+	return 0;
+}
+
 static int parse_pool_kind(struct parse_state *s, const struct key_def *def, const char *value,
 			void *field)
 {
@@ -279,7 +304,9 @@ static const struct key_def daemon_keys[] = {
 	  true },
 	DAEMON_KEY("state_dir", parse_abs_path_field, state_dir),
 	DAEMON_KEY("backend", parse_backend, backend),
-	DAEMON_KEY("libvirt_uri", parse_string_field, libvirt_uri),
+	/* empty: vpmd does not talk to libvirt */
+	{ "libvirt_uri", parse_string_field, offsetof(struct vpmd_config, libvirt_uri), 0, 0, NULL,
+	  true },
 	DAEMON_KEY_RANGE("dram_budget", parse_size_field, dram_budget, 4096, 0, "at least 4K"),
 	DAEMON_KEY_RANGE("epoch_interval", parse_duration_field, epoch_interval_usec,
 			 USEC_PER_MSEC, 60 * USEC_PER_SEC, "1ms to 60s"),
@@ -293,6 +320,11 @@ static const struct key_def daemon_keys[] = {
 	DAEMON_KEY_RANGE("max_request_size", parse_size_field, max_request_size, 1024,
 			 VPM_REQUEST_MAX_LIMIT, "1K to 1M"),
 	DAEMON_KEY("log_level", parse_log_level, log_level),
+};
+
+/* [hook]'s settings are kept in struct vpmd_config too */
+static const struct key_def hook_keys[] = {
+	DAEMON_KEY("on_vpmd_down", parse_hook_on_vpmd_down, hook_on_vpmd_down),
 };
 
 static const struct key_def pool_keys[] = {
@@ -324,9 +356,14 @@ static int start_section(struct parse_state *s, const char *name)
 		s->section = SECTION_DAEMON;
 		return 0;
 	}
+	if (streq(name, "hook")) {
+		s->section = SECTION_HOOK;
+		return 0;
+	}
 	if (strncmp(name, "pool", 4) != 0 || (name[4] != ' ' && name[4] != '\t')) {
 		s->section = SECTION_UNKNOWN;
-		config_error(s, NULL, "unknown section [%s]; sections are [daemon] and [pool NAME]",
+		config_error(s, NULL,
+			     "unknown section [%s]; sections are [daemon], [hook] and [pool NAME]",
 			     name);
 		return 0;
 	}
@@ -454,11 +491,16 @@ static int config_handler(void *user, const char *section, const char *name, con
 	(void)section;
 	switch (s->section) {
 	case SECTION_NONE:
-		config_error(s, name, "outside any section; put it under [daemon] or [pool NAME]");
+		config_error(s, name,
+			     "outside any section; put it under [daemon], [hook] or [pool NAME]");
 		break;
 	case SECTION_DAEMON:
 		r = set_key(s, daemon_keys, ELEMENTSOF(daemon_keys), &s->seen_daemon_keys,
 			    s->config, name, value);
+		break;
+	case SECTION_HOOK:
+		r = set_key(s, hook_keys, ELEMENTSOF(hook_keys), &s->seen_hook_keys, s->config,
+			    name, value);
 		break;
 	case SECTION_POOL:
 		r = set_key(s, pool_keys, ELEMENTSOF(pool_keys), &s->seen_pool_keys, s->pool, name,
@@ -482,6 +524,7 @@ static int set_defaults(struct vpmd_config *c)
 	c->client_idle_timeout_usec = 60 * USEC_PER_SEC;
 	c->max_request_size = VPM_REQUEST_MAX_DEFAULT;
 	c->log_level = 6; /* LOG_INFO */
+	c->hook_on_vpmd_down = HOOK_ON_VPMD_DOWN_POLICY;
 	if (free_and_strdup(&c->socket_path, VPM_DEFAULT_SOCKET) < 0 ||
 	    free_and_strdup(&c->socket_group, "vpm") < 0 ||
 	    free_and_strdup(&c->state_dir, "/var/lib/vpmd") < 0 ||

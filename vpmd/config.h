@@ -29,6 +29,14 @@ enum backend_kind {
 	_BACKEND_MAX,
 };
 
+/* What libvirt's qemu hook (vpmctl hook) does with a starting VM while vpmd is down. */
+enum hook_on_vpmd_down {
+	HOOK_ON_VPMD_DOWN_POLICY, /* refuse VMs that have a VPM policy, start the others */
+	HOOK_ON_VPMD_DOWN_FAIL,   /* refuse every VM */
+	HOOK_ON_VPMD_DOWN_PASS,   /* start every VM */
+	_HOOK_ON_VPMD_DOWN_MAX,
+};
+
 struct pool_config {
 	char *name;
 	char *path;
@@ -56,6 +64,9 @@ struct vpmd_config {
 	uint64_t max_request_size;
 	int log_level;
 
+	/* [hook]: read by vpmctl hook; vpmd only checks it */
+	enum hook_on_vpmd_down hook_on_vpmd_down;
+
 	struct pool_config *pools;
 	size_t n_pools;
 };
@@ -77,5 +88,6 @@ bool pool_config_equal(const struct pool_config *a, const struct pool_config *b)
 
 const char *pool_kind_to_string(enum pool_kind k);
 const char *backend_kind_to_string(enum backend_kind b);
+const char *hook_on_vpmd_down_to_string(enum hook_on_vpmd_down h);
 
 #endif

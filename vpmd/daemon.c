@@ -19,6 +19,8 @@
 #include "log.h"
 #include "parse-util.h"
 #include "policy.h"
+#include "virt-event.h"
+#include "virt-vms.h"
 
 static void errbuf_printf(char *errbuf, size_t errlen, const char *fmt, ...) _printf_(3, 4);
 static void errbuf_printf(char *errbuf, size_t errlen, const char *fmt, ...)
@@ -540,8 +542,11 @@ static int method_vms(struct daemon *d, struct json_object *params, struct json_
 	(void)params;
 	(void)errbuf;
 	(void)errlen;
-	if (!o || json_add(o, "vms", d->engine ? engine_vms_json(d->engine)
-					       : json_object_new_array()) < 0)
+	if (!o ||
+	    json_add(o, "vms", d->engine ? engine_vms_json(d->engine) : json_object_new_array()) <
+		    0 ||
+	    (d->virt_vms ? json_add(o, "libvirt", virt_vms_json(d->virt_vms))
+			 : json_add_null(o, "libvirt")) < 0)
 		return -ENOMEM;
 	*ret = TAKE_PTR(o);
 	return 0;
@@ -613,6 +618,9 @@ static int get_enum(struct json_object *params, const char *key, int (*from)(con
 	return 0;
 }
 
+static int record_settings_in_libvirt(struct daemon *d, const char *name,
+				      const struct engine_settings *s, struct json_object *result);
+
 static int method_vm_set(struct daemon *d, struct json_object *params, struct json_object **ret,
 			 char *errbuf, size_t errlen)
 {
@@ -653,7 +661,64 @@ static int method_vm_set(struct daemon *d, struct json_object *params, struct js
 		errbuf_printf(errbuf, errlen, "no VMs: the engine is not running (no formatted pool)");
 		return name ? -ENOENT : -ENODEV;
 	}
-	return engine_vm_set(d->engine, name, &s, ret, errbuf, errlen);
+	r = engine_vm_set(d->engine, name, &s, ret, errbuf, errlen);
+	if (r < 0)
+		return r;
+	return record_settings_in_libvirt(d, name, &s, *ret);
+}
+
+/*
+ * libvirt VMs keep their settings in their domain metadata: write what changed there. The
+ * change applies either way; a VM whose metadata could not be written is named in the reply.
+ */
+static int record_settings_in_libvirt(struct daemon *d, const char *name,
+				      const struct engine_settings *s, struct json_object *result)
+{
+	struct json_object *vms, *failed = NULL;
+
+	if (!d->virt_vms || !json_object_object_get_ex(result, "vms", &vms))
+		return 0;
+	for (size_t i = 0; i < json_object_array_length(vms); i++) {
+		struct json_object *vm = json_object_array_get_idx(vms, i), *n;
+		char err[512] = "", msg[640];
+
+		if (!json_object_object_get_ex(vm, "name", &n))
+			continue;
+		if (virt_vms_settings_changed(d->virt_vms, json_object_get_string(n), s, err,
+					      sizeof(err)) >= 0)
+			continue;
+		snprintf(msg, sizeof(msg), "VM '%s': the change applies but its domain metadata "
+					   "was not updated: %s",
+			 json_object_get_string(n), err);
+		log_warning("%s", msg);
+		if (!failed && (!(failed = json_object_new_array()) ||
+				json_add(result, "warnings", failed) < 0))
+			return -ENOMEM;
+		if (json_append(failed, json_object_new_string(msg)) < 0)
+			return -ENOMEM;
+	}
+	(void)name;
+	return 0;
+}
+
+static int method_hook(struct daemon *d, struct json_object *params, struct json_object **ret,
+		       char *errbuf, size_t errlen)
+{
+	const char *domain = NULL, *op = NULL, *subop = "-", *xml = NULL;
+
+	if (vpm_json_get_string(params, "domain", &domain) < 0 ||
+	    vpm_json_get_string(params, "op", &op) < 0 ||
+	    vpm_json_get_string(params, "xml", &xml) < 0 ||
+	    vpm_json_get_string(params, "subop", &subop) == -EINVAL) {
+		errbuf_printf(errbuf, errlen, "a hook call needs 'domain', 'op' and 'xml' strings "
+					      "(and 'subop')");
+		return -EINVAL;
+	}
+	if (!d->virt_vms) {
+		errbuf_printf(errbuf, errlen, "vpmd is not set up for libvirt's VMs");
+		return -ENODEV;
+	}
+	return virt_vms_hook(d->virt_vms, domain, op, subop, xml, ret, errbuf, errlen);
 }
 
 static const char *const no_params[] = { NULL };
@@ -661,6 +726,7 @@ static const char *const pool_param[] = { "pool", NULL };
 static const char *const name_param[] = { "name", NULL };
 static const char *const set_params[] = { "name", "all", "ratio", "mode", "policy", "priority",
 					  NULL };
+static const char *const hook_params[] = { "domain", "op", "subop", "xml", NULL };
 
 static const struct method methods[] = {
 	{ "status", VPM_ACCESS_READ, method_status, no_params },
@@ -671,6 +737,7 @@ static const struct method methods[] = {
 	{ "stats", VPM_ACCESS_READ, method_stats, name_param },
 	{ "vm-set", VPM_ACCESS_CHANGE, method_vm_set, set_params },
 	{ "reload", VPM_ACCESS_CHANGE, method_reload, no_params },
+	{ "hook", VPM_ACCESS_CHANGE, method_hook, hook_params },
 };
 
 static bool method_takes(const struct method *m, const char *key)
@@ -1066,6 +1133,9 @@ int daemon_new(const char *config_file, struct daemon **ret_daemon)
 	r = setup_engine(d);
 	if (r < 0)
 		return r;
+	r = virt_vms_new(d->event, d->config, d->engine, &d->virt_vms);
+	if (r < 0)
+		return r;
 	*ret_daemon = TAKE_PTR(d);
 	return 0;
 }
@@ -1088,6 +1158,7 @@ struct daemon *daemon_free(struct daemon *d)
 {
 	if (!d)
 		return NULL;
+	virt_vms_free(d->virt_vms);
 	engine_free(d->engine);
 	control_server_free(d->control);
 	if (d->bound_socket)
@@ -1095,6 +1166,7 @@ struct daemon *daemon_free(struct daemon *d)
 	free(d->bound_socket);
 	if (d->pools)
 		close_pools(d->pools, d->n_pools);
+	virt_event_unbind(); /* libvirt's watches and timers on this loop */
 	sd_event_unref(d->event);
 	safe_close(d->lock_fd);
 	config_free(d->config);

@@ -18,6 +18,7 @@ struct daemon {
 	size_t n_pools;
 	struct control_server *control;
 	struct engine *engine; /* the sim backend, once a formatted pool is there */
+	struct virt_vms *virt_vms; /* libvirt's VMs: connection, hooks, sim guests */
 	int lock_fd;            /* flock on <state_dir>/vpmd.pid */
 	char *bound_socket;     /* path we bound and remove at exit; NULL when activated */
 	bool socket_activated;

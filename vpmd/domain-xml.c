@@ -43,7 +43,6 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(xmlDocPtr, xmlFreeDoc);
 DEFINE_TRIVIAL_CLEANUP_FUNC(xmlParserCtxtPtr, xmlFreeParserCtxt);
-DEFINE_TRIVIAL_CLEANUP_FUNC(struct domain_info *, domain_info_free);
 
 static inline void xmlcharfreep(xmlChar **p)
 {

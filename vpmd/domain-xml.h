@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "macro.h"
+
 /* vpmd's metadata namespace in domain XML (stable: it is part of the on-host format) */
 #define DOMAIN_METADATA_NS "https://vpm.dev/xmlns/libvirt-domain/1.0"
 #define DOMAIN_METADATA_PREFIX "vpm"
@@ -75,6 +77,7 @@ void domain_policy_init(struct domain_policy *p);
 int domain_xml_parse(const char *xml, size_t len, struct domain_info **ret, char *errbuf,
 		     size_t errlen);
 struct domain_info *domain_info_free(struct domain_info *d);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct domain_info *, domain_info_free);
 
 /*
  * The policy element alone, as virDomainGetMetadata(VIR_DOMAIN_METADATA_ELEMENT) returns it

@@ -47,6 +47,7 @@ struct vm {
 	sd_event_source *epoch_timer, *sample_timer;
 
 	/* settings */
+	uint64_t epoch_usec; /* its own epoch interval, or 0: the configured one */
 	enum vm_mode mode;
 	double ratio;
 	struct policy policy;
@@ -104,7 +105,20 @@ struct engine {
 	struct sim_backend *sim;
 	struct copy_crew *crew; /* stages paused VMs' pages */
 	struct vm *vms;
+	struct reservation *resv; /* VMs about to start */
+	size_t n_resv;
+	engine_settings_fn settings_fn;
+	void *settings_data;
 };
+
+/* Capacity promised to a VM that is about to start (libvirt's prepare hook). */
+struct reservation {
+	struct reservation *next;
+	char name[64]; /* as a VM's */
+	uint64_t pm_target, dram;
+};
+
+#define RESERVATIONS_MAX 256
 
 static const char *const mode_names[_VM_MODE_MAX] = {
 	[VM_MODE_NATIVE] = "native",
@@ -126,6 +140,18 @@ int vm_mode_from_string(const char *s)
 }
 
 /* ---- helpers ---------------------------------------------------------------------------- */
+
+static bool epoch_usec_valid(uint64_t usec)
+{
+	return usec >= USEC_PER_MSEC && usec <= 60 * USEC_PER_SEC;
+}
+
+static struct vm *find_vm(struct engine *en, const char *name);
+
+static uint64_t vm_epoch_usec(const struct vm *vm)
+{
+	return vm->epoch_usec ? vm->epoch_usec : vm->en->epoch_usec;
+}
 
 static uint8_t *pm_frame_ptr(struct engine *en, uint64_t f)
 {
@@ -557,7 +583,7 @@ static int on_sample(sd_event_source *s, uint64_t usec, void *userdata)
 		vm->b->ops->sample_accessed(vm->b, vm->sample);
 		account_accesses(vm, true);
 	}
-	return sd_event_source_set_time_relative(s, MAX(vm->en->epoch_usec / SAMPLES_PER_EPOCH,
+	return sd_event_source_set_time_relative(s, MAX(vm_epoch_usec(vm) / SAMPLES_PER_EPOCH,
 							 USEC_PER_MSEC));
 }
 
@@ -640,7 +666,7 @@ static int on_epoch(sd_event_source *s, uint64_t usec, void *userdata)
 			vm->pause_failures = 0;
 		}
 	}
-	return sd_event_source_set_time_relative(s, vm->en->epoch_usec);
+	return sd_event_source_set_time_relative(s, vm_epoch_usec(vm));
 }
 
 /* ---- faults ----------------------------------------------------------------------------- */
@@ -933,6 +959,8 @@ static int save_settings(struct vm *vm)
 	r |= json_add(o, "mode", json_object_new_string(vm_mode_to_string(vm->mode)));
 	r |= json_add(o, "policy", json_object_new_string(policy_kind_to_string(vm->policy.kind)));
 	r |= json_add(o, "priority", json_object_new_int(vm->priority));
+	if (vm->epoch_usec)
+		r |= json_add(o, "epoch_interval_usec", json_object_new_uint64(vm->epoch_usec));
 	if (r)
 		return -ENOMEM;
 	snprintf(dir, sizeof(dir), "%s/vms", vm->en->state_dir);
@@ -953,7 +981,8 @@ static int save_settings(struct vm *vm)
 }
 
 /* Saved settings override the guest's own; a damaged file is reported and ignored. */
-static void load_settings(struct vm *vm, double *ratio, int *mode, int *policy, int *priority)
+static void load_settings(struct vm *vm, double *ratio, int *mode, int *policy, int *priority,
+			  uint64_t *epoch_usec)
 {
 	_cleanup_json_ struct json_object *o = NULL;
 	struct json_object *v;
@@ -978,6 +1007,35 @@ static void load_settings(struct vm *vm, double *ratio, int *mode, int *policy, 
 	if (json_object_object_get_ex(o, "priority", &v) && json_object_is_type(v, json_type_int) &&
 	    json_object_get_int(v) >= 0 && json_object_get_int(v) <= 100)
 		*priority = json_object_get_int(v);
+	if (json_object_object_get_ex(o, "epoch_interval_usec", &v) &&
+	    json_object_is_type(v, json_type_int) && epoch_usec_valid(json_object_get_uint64(v)))
+		*epoch_usec = json_object_get_uint64(v);
+}
+
+/* Settings kept outside vpmd (libvirt's metadata) win over saved ones and the guest's own. */
+static void external_settings(struct vm *vm, double *ratio, int *mode, int *policy,
+			      int *priority, uint64_t *epoch_usec)
+{
+	struct engine_settings s = { .mode = -1, .policy = -1, .priority = -1 };
+
+	if (!vm->en->settings_fn || !vm->en->settings_fn(vm->en->settings_data, vm->name, &s))
+		return;
+	if (s.set_ratio && ratio_valid(s.ratio))
+		*ratio = s.ratio;
+	if (s.mode >= 0 && s.mode < _VM_MODE_MAX)
+		*mode = s.mode;
+	if (s.policy >= 0 && s.policy < _POLICY_MAX)
+		*policy = s.policy;
+	if (s.priority >= 0 && s.priority <= 100)
+		*priority = s.priority;
+	if (epoch_usec_valid(s.epoch_usec))
+		*epoch_usec = s.epoch_usec;
+}
+
+void engine_set_settings_source(struct engine *en, engine_settings_fn fn, void *userdata)
+{
+	en->settings_fn = fn;
+	en->settings_data = userdata;
 }
 
 /* ---- admission control ------------------------------------------------------------------ */
@@ -1051,6 +1109,16 @@ static int check_fit(struct engine *en, const struct plan *plans, size_t n_plans
 			pm += plans[i].pm_target;
 			dram += plans[i].dram_share + plans[i].headroom;
 		}
+	for (struct reservation *rv = en->resv; rv; rv = rv->next) {
+		bool planned = false;
+
+		for (size_t i = 0; i < n_plans; i++)
+			planned |= !plans[i].vm && streq(plans[i].name, rv->name);
+		if (planned || find_vm(en, rv->name))
+			continue; /* the VM itself is counted */
+		pm += rv->pm_target;
+		dram += rv->dram;
+	}
 	unattached = used > held ? used - held : 0;
 	avail = total > unattached + frame_reserve(en) ? total - unattached - frame_reserve(en) : 0;
 	if (pm > avail) {
@@ -1142,7 +1210,7 @@ static struct json_object *vm_stats_json(struct vm *vm)
 		return NULL;
 	vm->b->ops->guest_stats(vm->b, &gs);
 	if (vm->mode == VM_MODE_EPOCH)
-		loss = vm->en->epoch_usec + sample_percentile(&vm->commit, 99);
+		loss = vm_epoch_usec(vm) + sample_percentile(&vm->commit, 99);
 	r |= json_add(pages, "dram", json_object_new_uint64(dram_pages(vm)));
 	r |= json_add(pages, "pm", json_object_new_uint64(pm_pages(vm)));
 	r |= json_add(pages, "image", json_object_new_uint64(vm->pt.count[PT_TIER_NONE]));
@@ -1309,6 +1377,10 @@ static int apply_settings(struct vm *vm, const struct engine_settings *s, char *
 	}
 	if (s->priority >= 0)
 		vm->priority = s->priority;
+	if (epoch_usec_valid(s->epoch_usec) && s->epoch_usec != vm->epoch_usec) {
+		vm->epoch_usec = s->epoch_usec;
+		(void)sd_event_source_set_time_relative(vm->epoch_timer, vm->epoch_usec);
+	}
 	if (s->mode >= 0 && (enum vm_mode)s->mode != vm->mode) {
 		r = switch_mode(vm, (enum vm_mode)s->mode);
 		if (r < 0) {
@@ -1327,9 +1399,10 @@ static int apply_settings(struct vm *vm, const struct engine_settings *s, char *
 		log_warning_errno(r, "VM '%s': cannot save its settings under '%s': %m", vm->name,
 				  vm->en->state_dir);
 	log_info("VM '%s': mode %s, ratio %g (%" PRIu64 " PM frames, DRAM share %" PRIu64
-		 " pages), policy %s, priority %d",
+		 " pages), policy %s, priority %d, epoch interval %" PRIu64 " ms",
 		 vm->name, vm_mode_to_string(vm->mode), vm->ratio, vm->pm_target, vm->dram_share,
-		 policy_kind_to_string(vm->policy.kind), vm->priority);
+		 policy_kind_to_string(vm->policy.kind), vm->priority,
+		 vm_epoch_usec(vm) / USEC_PER_MSEC);
 	return 0;
 }
 
@@ -1542,7 +1615,8 @@ int engine_vm_attach(struct engine *en, struct backend_vm *b, char *errbuf, size
 	vm->n_pages = b->n_pages;
 	vm->n_vcpus = b->n_vcpus;
 	vm->policy.rng = 0x9e3779b97f4a7c15 ^ b->n_pages;
-	load_settings(vm, &ratio, &mode, &policy, &priority);
+	load_settings(vm, &ratio, &mode, &policy, &priority, &vm->epoch_usec);
+	external_settings(vm, &ratio, &mode, &policy, &priority, &vm->epoch_usec);
 	vm->mode = (enum vm_mode)mode;
 	vm->ratio = vm->mode == VM_MODE_NATIVE ? 1.0 : ratio;
 	vm->priority = priority;
@@ -1591,12 +1665,12 @@ int engine_vm_attach(struct engine *en, struct backend_vm *b, char *errbuf, size
 	}
 	/* accuracy 1 us: sd-event's default would coalesce the epochs to 250 ms */
 	r = sd_event_add_time_relative(en->event, &vm->epoch_timer, CLOCK_MONOTONIC,
-				       en->epoch_usec, 1, on_epoch, vm);
+				       vm_epoch_usec(vm), 1, on_epoch, vm);
 	if (r >= 0)
 		r = sd_event_source_set_enabled(vm->epoch_timer, SD_EVENT_ON);
 	if (r >= 0)
 		r = sd_event_add_time_relative(en->event, &vm->sample_timer, CLOCK_MONOTONIC,
-					       MAX(en->epoch_usec / SAMPLES_PER_EPOCH, USEC_PER_MSEC),
+					       MAX(vm_epoch_usec(vm) / SAMPLES_PER_EPOCH, USEC_PER_MSEC),
 					       1, on_sample, vm);
 	if (r >= 0)
 		r = sd_event_source_set_enabled(vm->sample_timer, SD_EVENT_ON);
@@ -1617,10 +1691,81 @@ int engine_vm_attach(struct engine *en, struct backend_vm *b, char *errbuf, size
 		 vm->name, b->reattached ? "re-attached" : "attached", vm->n_pages, vm->n_vcpus,
 		 vm->dev, vm->epoch, vm_mode_to_string(vm->mode), vm->ratio,
 		 policy_kind_to_string(vm->policy.kind));
+	(void)engine_release(en, vm->name); /* its capacity is the VM's own now */
 	return 0;
 fail:
 	vm_free(vm);
 	return r;
+}
+
+int engine_reserve(struct engine *en, const char *name, uint64_t n_pages,
+		   const struct engine_settings *s, char *errbuf, size_t errlen)
+{
+	int mode = s->mode >= 0 ? s->mode : VM_MODE_EPOCH;
+	double ratio = mode == VM_MODE_NATIVE ? 1.0 : s->set_ratio ? s->ratio : en->default_ratio;
+	struct plan plan = { .name = name };
+	struct reservation *rv;
+	bool replacing;
+	int r;
+
+	if (strlen(name) >= sizeof(rv->name) || n_pages == 0 || !ratio_valid(ratio) ||
+	    mode >= _VM_MODE_MAX) {
+		snprintf(errbuf, errlen, "cannot reserve for VM '%.64s': name longer than %zu bytes, "
+					 "no pages or settings out of range",
+			 name, sizeof(rv->name) - 1);
+		return -EINVAL;
+	}
+	replacing = engine_release(en, name);
+	if (!replacing && en->n_resv >= RESERVATIONS_MAX) {
+		snprintf(errbuf, errlen, "%d VMs are starting already; retry when some have",
+			 RESERVATIONS_MAX);
+		return -EMLINK;
+	}
+	plan.n_pages = n_pages;
+	targets(n_pages, ratio, (enum vm_mode)mode, &plan.pm_target, &plan.dram_share,
+		&plan.headroom);
+	r = check_fit(en, &plan, 1, errbuf, errlen);
+	if (r < 0)
+		return r;
+	rv = calloc(1, sizeof(*rv));
+	if (!rv)
+		return -ENOMEM;
+	snprintf(rv->name, sizeof(rv->name), "%s", name);
+	rv->pm_target = plan.pm_target;
+	rv->dram = plan.dram_share + plan.headroom;
+	rv->next = en->resv;
+	en->resv = rv;
+	en->n_resv++;
+	log_info("VM '%s': %" PRIu64 " PM frames and %" PRIu64 " DRAM pages reserved for its start",
+		 name, rv->pm_target, rv->dram);
+	return 0;
+}
+
+bool engine_release(struct engine *en, const char *name)
+{
+	for (struct reservation **p = &en->resv; *p; p = &(*p)->next)
+		if (streq((*p)->name, name)) {
+			struct reservation *rv = *p;
+
+			*p = rv->next;
+			free(rv);
+			en->n_resv--;
+			return true;
+		}
+	return false;
+}
+
+bool engine_reserved(struct engine *en, const char *name)
+{
+	for (struct reservation *rv = en->resv; rv; rv = rv->next)
+		if (streq(rv->name, name))
+			return true;
+	return false;
+}
+
+bool engine_vm_attached(struct engine *en, const char *name)
+{
+	return find_vm(en, name) != NULL;
 }
 
 /*
@@ -1728,6 +1873,8 @@ struct engine *engine_free(struct engine *en)
 {
 	if (!en)
 		return NULL;
+	while (en->resv)
+		(void)engine_release(en, en->resv->name);
 	sim_backend_free(en->sim); /* detaches every VM */
 	while (en->vms)
 		vm_free(en->vms);

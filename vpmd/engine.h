@@ -67,14 +67,36 @@ int engine_stats(struct engine *en, const char *name, struct json_object **ret, 
 struct engine_settings {
 	bool set_ratio;
 	double ratio;
-	int mode;     /* enum vm_mode, or -1: unchanged */
-	int policy;   /* enum policy_kind, or -1 */
-	int priority; /* 0..100, or -1 */
+	int mode;            /* enum vm_mode, or -1: unchanged */
+	int policy;          /* enum policy_kind, or -1 */
+	int priority;        /* 0..100, or -1 */
+	uint64_t epoch_usec; /* the VM's own epoch interval, or 0: unchanged */
 };
 
 /* Change one VM (name) or all (NULL): all or nothing; ret lists the VMs changed. */
 int engine_vm_set(struct engine *en, const char *name, const struct engine_settings *s,
 		  struct json_object **ret, char *errbuf, size_t errlen);
+
+/*
+ * Settings kept outside vpmd for a VM (libvirt's domain metadata): fn fills in what it knows
+ * for the VM named and returns true, or returns false. They win over the settings vpmd saved
+ * and the guest asked for when the VM attaches.
+ */
+typedef bool (*engine_settings_fn)(void *userdata, const char *name, struct engine_settings *s);
+void engine_set_settings_source(struct engine *en, engine_settings_fn fn, void *userdata);
+
+/*
+ * Reserve the pool frames and DRAM a VM of n_pages will need at its settings (s: ratio and
+ * mode; defaults for what is unset) before it starts: admission control for a VM that is about
+ * to start. A later reservation of the same name replaces the earlier one; the VM's attach
+ * consumes it. Returns 0, or -ENOSPC/-EINVAL/-ENOMEM/-EMLINK with the reason in errbuf.
+ */
+int engine_reserve(struct engine *en, const char *name, uint64_t n_pages,
+		   const struct engine_settings *s, char *errbuf, size_t errlen);
+/* Drop the reservation of name; returns whether there was one. */
+bool engine_release(struct engine *en, const char *name);
+bool engine_reserved(struct engine *en, const char *name);
+bool engine_vm_attached(struct engine *en, const char *name);
 
 /* ---- for backends ---- */
 int engine_vm_attach(struct engine *en, struct backend_vm *b, char *errbuf, size_t errlen);

@@ -301,6 +301,21 @@ uint64_t vpm_stats_get_migrations(const struct vpm_stats *stats);
  */
 int vpm_reload(struct vpm_ctx *ctx, char **ret_warnings);
 
+/* ---- libvirt hook ---- */
+/*
+ * Tell vpmd what libvirt's qemu hook was called for (root only): the domain's name, the
+ * hook's op and subop ("prepare" "begin", "started" "begin", "stopped" "end", "release"
+ * "end", "reconnect" "begin") and the full domain XML it got on stdin. vpmd reserves, attaches,
+ * detaches or releases the VM's persistent memory, or refuses, e.g. with -ENOSPC when the
+ * VM's PM does not fit; vpm_errormsg() then says why in one line. On success *ret_action
+ * receives what vpmd did ("none", "reserved", "attached", "detached", "released" or
+ * "reattached") and *ret_message a sentence saying so, NULL when vpmd sent none; free() both.
+ * Either pointer may be NULL when the caller does not want it. A hook runs inside libvirtd:
+ * bound the wait with vpm_set_timeout().
+ */
+int vpm_hook_run(struct vpm_ctx *ctx, const char *domain, const char *op, const char *subop,
+		 const char *xml, char **ret_action, char **ret_message);
+
 #ifdef __cplusplus
 }
 #endif

@@ -37,6 +37,7 @@ write_vpmd_config() {
 [daemon]
 socket = $T/vpmd.sock
 state_dir = $T/state
+libvirt_uri =
 log_level = warning
 
 [pool crash]

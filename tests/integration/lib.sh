@@ -36,6 +36,7 @@ write_config() {
 		echo "[daemon]"
 		echo "socket = $SOCK"
 		echo "state_dir = $T/state"
+		echo "libvirt_uri ="
 		echo "socket_mode = 0666"
 		for line in "$@"; do echo "$line"; done
 		echo

@@ -260,7 +260,7 @@ def main():
     sock = os.path.join(tmp, "vpmd.sock")
     conf = os.path.join(tmp, "vpmd.conf")
     with open(conf, "w") as f:
-        f.write("[daemon]\nsocket = %s\nstate_dir = %s/state\nmax_clients = %d\n"
+        f.write("[daemon]\nsocket = %s\nstate_dir = %s/state\nlibvirt_uri =\nmax_clients = %d\n"
                 "client_idle_timeout = 1s\nlog_level = warning\n"
                 "[pool p]\npath = %s/pool\nkind = emulated\nsize = 4M\n"
                 % (sock, tmp, MAX_CLIENTS, tmp))

@@ -54,7 +54,7 @@ def vpmctl_status(sock):
 def write_conf(tmp, sock):
     conf = os.path.join(tmp, "vpmd.conf")
     with open(conf, "w") as f:
-        f.write("[daemon]\nsocket = %s\nstate_dir = %s/state\n"
+        f.write("[daemon]\nsocket = %s\nstate_dir = %s/state\nlibvirt_uri =\n"
                 "[pool p]\npath = %s/pool\nkind = emulated\nsize = 4M\n" % (sock, tmp, tmp))
     return conf
 

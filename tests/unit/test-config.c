@@ -53,6 +53,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(c->max_clients, 64);
 	ck_assert(c->default_ratio == 1.0);
 	ck_assert_uint_eq(c->migration_rate, UINT64_C(1) << 30);
+	ck_assert_int_eq(c->hook_on_vpmd_down, HOOK_ON_VPMD_DOWN_POLICY);
 	ck_assert_uint_eq(c->n_pools, 0);
 	config_free(c);
 }
@@ -81,7 +82,9 @@ START_TEST(test_full_file)
 					  "[pool slow.1]\n"
 					  "path = /tmp/pool\n"
 					  "kind = emulated\n"
-					  "size = 64M\n");
+					  "size = 64M\n"
+					  "[hook]\n"
+					  "on_vpmd_down = pass\n");
 	const struct pool_config *p;
 
 	ck_assert_str_eq(c->socket_path, "/tmp/x.sock");
@@ -107,6 +110,7 @@ START_TEST(test_full_file)
 	ck_assert_int_eq(p->kind, POOL_KIND_EMULATED);
 	ck_assert_uint_eq(p->size, 64 << 20);
 	ck_assert_ptr_null(config_find_pool(c, "nope"));
+	ck_assert_int_eq(c->hook_on_vpmd_down, HOOK_ON_VPMD_DOWN_PASS);
 	config_free(c);
 }
 END_TEST
@@ -135,6 +139,10 @@ START_TEST(test_errors_name_file_line_key)
 		      "out of range");
 	EXPECT_ERRORS("[daemon]\nlibvirt_uri = qemu:///syst\xe9m\n", "key 'libvirt_uri'",
 		      "not valid UTF-8");
+	EXPECT_ERRORS("[hook]\non_vpmd_down = maybe\n", "test.conf:2: key 'on_vpmd_down'",
+		      "unknown value 'maybe'; choose policy, fail or pass");
+	EXPECT_ERRORS("[hook]\non_vpmd_down = fail\nsocket = /a\n", "test.conf:3: key 'socket'",
+		      "unknown key");
 }
 END_TEST
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * libvpm's VM, vm-set and stats calls against a canned vpmd: the requests they send, what
- * their getters read from replies, and the arguments they refuse before sending anything.
+ * libvpm's VM, vm-set, stats and hook calls against a canned vpmd: the requests they send,
+ * what their getters read from replies, and the arguments they refuse before sending anything.
  */
 #include <errno.h>
 #include <math.h>
@@ -25,7 +25,7 @@ struct fake {
 	int listen_fd;
 	pthread_t thread;
 	const char *reply; /* the result object's JSON, or an error object with "error" */
-	char request[4096];
+	char request[65536];
 	int requests;
 };
 
@@ -483,6 +483,150 @@ START_TEST(test_stats)
 }
 END_TEST
 
+/* ---- the libvirt hook ---- */
+
+START_TEST(test_hook_refuses_bad_arguments)
+{
+	struct vpm_ctx *ctx = ctx_for("/nonexistent/vpmd.sock");
+	char *action = (char *)"stale", *message = (char *)"stale";
+
+	ck_assert_int_eq(
+	    vpm_hook_run(ctx, NULL, "prepare", "begin", "<domain/>", &action, &message), -EINVAL);
+	/* the out-parameters are cleared before anything can fail */
+	ck_assert_ptr_null(action);
+	ck_assert_ptr_null(message);
+	ck_assert_int_eq(vpm_hook_run(ctx, "shop", NULL, "begin", "<domain/>", NULL, NULL),
+			 -EINVAL);
+	ck_assert_int_eq(vpm_hook_run(ctx, "shop", "prepare", NULL, "<domain/>", NULL, NULL),
+			 -EINVAL);
+	ck_assert_int_eq(vpm_hook_run(ctx, "shop", "prepare", "begin", NULL, NULL, NULL), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(vpm_errormsg(), "xml is NULL"));
+	ck_assert_int_eq(vpm_hook_run(ctx, "", "prepare", "begin", "<domain/>", NULL, NULL),
+			 -EINVAL);
+	ck_assert_ptr_nonnull(strstr(vpm_errormsg(), "empty"));
+	ck_assert_int_eq(vpm_hook_run(ctx, "shop", "", "begin", "<domain/>", NULL, NULL), -EINVAL);
+	ck_assert_int_eq(vpm_hook_run(NULL, "shop", "prepare", "begin", "<domain/>", NULL, NULL),
+			 -EINVAL);
+	/* good arguments get as far as connecting */
+	ck_assert_int_eq(vpm_hook_run(ctx, "shop", "prepare", "begin", "<domain/>", NULL, NULL),
+			 -ENOENT);
+	vpm_unref(ctx);
+}
+END_TEST
+
+/* A domain XML of some size with what JSON must escape: quotes, line breaks, tabs, UTF-8. */
+static char *hook_xml(void)
+{
+	size_t len = 0;
+	char *xml = NULL;
+	FILE *f = open_memstream(&xml, &len);
+
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "<domain type='kvm' id='5'>\n  <name>shop</name>\n  <description>caf\xc3\xa9 "
+		   "\\ \"db\"\t</description>\n  <metadata>\n    <vpm:policy "
+		   "xmlns:vpm=\"https://vpm.dev/xmlns/libvirt-domain/1.0\" ratio=\"2\" "
+		   "mode=\"epoch\"/>\n  </metadata>\n  <devices>\n");
+	for (int i = 0; i < 100; i++)
+		fprintf(f, "    <controller type='pci' index='%d' model='pcie-root-port'/>\n", i);
+	fprintf(f, "  </devices>\n</domain>\n");
+	ck_assert_int_eq(fclose(f), 0);
+	return xml;
+}
+
+START_TEST(test_hook_request_and_reply)
+{
+	struct fake f;
+	struct vpm_ctx *ctx;
+	struct json_object *p, *v;
+	char *xml = hook_xml(), *action = NULL, *message = NULL;
+
+	fake_start(&f, "{\"action\": \"reserved\", \"message\": \"VM 'shop': 8208 PM frames "
+		       "reserved in pool 'pm0'\"}");
+	ctx = ctx_for(f.path);
+	ck_assert_int_eq(vpm_hook_run(ctx, "shop", "prepare", "begin", xml, &action, &message), 0);
+	ck_assert_str_eq(action, "reserved");
+	ck_assert_str_eq(message, "VM 'shop': 8208 PM frames reserved in pool 'pm0'");
+	free(action);
+	free(message);
+
+	/* the request: method "hook" and exactly these params, the XML byte for byte */
+	p = fake_params(&f, "hook");
+	ck_assert_int_eq(json_object_object_length(p), 4);
+	ck_assert(json_object_object_get_ex(p, "domain", &v));
+	ck_assert_str_eq(json_object_get_string(v), "shop");
+	ck_assert(json_object_object_get_ex(p, "op", &v));
+	ck_assert_str_eq(json_object_get_string(v), "prepare");
+	ck_assert(json_object_object_get_ex(p, "subop", &v));
+	ck_assert_str_eq(json_object_get_string(v), "begin");
+	ck_assert(json_object_object_get_ex(p, "xml", &v));
+	ck_assert(json_object_is_type(v, json_type_string));
+	ck_assert_str_eq(json_object_get_string(v), xml);
+	json_object_put(p);
+
+	/* the out-parameters are optional */
+	ck_assert_int_eq(vpm_hook_run(ctx, "shop", "started", "begin", xml, NULL, NULL), 0);
+	p = fake_params(&f, "hook");
+	ck_assert(json_object_object_get_ex(p, "op", &v));
+	ck_assert_str_eq(json_object_get_string(v), "started");
+	json_object_put(p);
+	ck_assert_int_eq(f.requests, 2);
+	vpm_unref(ctx);
+	fake_stop(&f);
+
+	/* a reply without a message */
+	fake_start(&f, "{\"action\": \"none\"}");
+	ctx = ctx_for(f.path);
+	ck_assert_int_eq(vpm_hook_run(ctx, "web", "release", "end", "", &action, &message), 0);
+	ck_assert_str_eq(action, "none");
+	ck_assert_ptr_null(message);
+	free(action);
+	vpm_unref(ctx);
+	fake_stop(&f);
+	free(xml);
+}
+END_TEST
+
+START_TEST(test_hook_refused)
+{
+	struct fake f;
+	struct vpm_ctx *ctx;
+	char *action = NULL, *message = NULL;
+
+	fake_start(&f, "{\"error\": {\"errno\": 28, \"name\": \"ENOSPC\", \"message\": \"VM "
+		       "'shop' does not fit: needs 16384 PM frames, 2000 free in pool 'pm0'; free "
+		       "frames or lower its ratio\"}}");
+	ctx = ctx_for(f.path);
+	ck_assert_int_eq(
+	    vpm_hook_run(ctx, "shop", "prepare", "begin", "<domain/>", &action, &message), -ENOSPC);
+	ck_assert_str_eq(vpm_errormsg(), "VM 'shop' does not fit: needs 16384 PM frames, 2000 "
+					 "free in pool 'pm0'; free frames or lower its ratio");
+	ck_assert_ptr_null(action);
+	ck_assert_ptr_null(message);
+	vpm_unref(ctx);
+	fake_stop(&f);
+
+	/* root only */
+	fake_start(&f, "{\"error\": {\"errno\": 1, \"name\": \"EPERM\", \"message\": "
+		       "\"'hook' needs root\"}}");
+	ctx = ctx_for(f.path);
+	ck_assert_int_eq(vpm_hook_run(ctx, "shop", "stopped", "end", "<domain/>", NULL, NULL),
+			 -EPERM);
+	vpm_unref(ctx);
+	fake_stop(&f);
+
+	/* a result without an action is vpmd's fault */
+	fake_start(&f, "{\"message\": \"done\"}");
+	ctx = ctx_for(f.path);
+	ck_assert_int_eq(
+	    vpm_hook_run(ctx, "shop", "started", "begin", "<domain/>", &action, &message), -EPROTO);
+	ck_assert_ptr_nonnull(strstr(vpm_errormsg(), "action"));
+	ck_assert_ptr_null(action);
+	ck_assert_ptr_null(message);
+	vpm_unref(ctx);
+	fake_stop(&f);
+}
+END_TEST
+
 static Suite *libvpm_suite(void)
 {
 	Suite *s = suite_create("libvpm");
@@ -497,6 +641,12 @@ static Suite *libvpm_suite(void)
 	tcase_add_test(tc, test_vm_show);
 	tcase_add_test(tc, test_vm_show_unknown);
 	tcase_add_test(tc, test_stats);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("hook");
+	tcase_add_test(tc, test_hook_refuses_bad_arguments);
+	tcase_add_test(tc, test_hook_request_and_reply);
+	tcase_add_test(tc, test_hook_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }
