@@ -534,6 +534,21 @@ struct method {
 	const char *const *params; /* the parameters it takes, NULL-terminated */
 };
 
+/* Each attached VM's state as libvirt sees it ("libvirt_state"; null: not a libvirt VM). */
+static int add_libvirt_states(struct daemon *d, struct json_object *vms)
+{
+	for (size_t i = 0; vms && i < json_object_array_length(vms); i++) {
+		struct json_object *vm = json_object_array_get_idx(vms, i), *n;
+		const char *state = NULL;
+
+		if (d->virt_vms && json_object_object_get_ex(vm, "name", &n))
+			state = virt_vms_state(d->virt_vms, json_object_get_string(n));
+		if (json_add_string_or_null(vm, "libvirt_state", state) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 static int method_vms(struct daemon *d, struct json_object *params, struct json_object **ret,
 		      char *errbuf, size_t errlen)
 {
@@ -546,7 +561,8 @@ static int method_vms(struct daemon *d, struct json_object *params, struct json_
 	    json_add(o, "vms", d->engine ? engine_vms_json(d->engine) : json_object_new_array()) <
 		    0 ||
 	    (d->virt_vms ? json_add(o, "libvirt", virt_vms_json(d->virt_vms))
-			 : json_add_null(o, "libvirt")) < 0)
+			 : json_add_null(o, "libvirt")) < 0 ||
+	    add_libvirt_states(d, json_object_object_get(o, "vms")) < 0)
 		return -ENOMEM;
 	*ret = TAKE_PTR(o);
 	return 0;
