@@ -31,6 +31,13 @@
 /* it paces its operations like a guest that also does other work, not one that only writes PM */
 #define GUEST_PACE_USEC "50"
 
+struct vdev {
+	enum domain_pmdev_model model;
+	char alias[32];
+	uint64_t size, label_size, base;
+	bool has_base, servable;
+};
+
 struct vvm {
 	struct vvm *next;
 	struct virt_vms *owner;
@@ -40,6 +47,8 @@ struct vvm {
 	bool has_policy;
 	struct domain_policy policy;
 	char *problem;        /* the first device vpmd cannot serve, and why */
+	struct vdev *devs;    /* the VM's PM devices as libvirt describes them */
+	unsigned n_devs;
 	const char *lv_state; /* libvirt's, or NULL when only a hook told of the VM */
 	pid_t guest;          /* its vpm-simguest, or 0 */
 	bool own_child;       /* started by this vpmd (to be reaped) */
@@ -103,6 +112,7 @@ static void drop_vvm(struct virt_vms *vv, struct vvm *v)
 			break;
 		}
 	sd_event_source_disable_unref(v->guest_exit);
+	free(v->devs);
 	free(v->problem);
 	free(v);
 	vv->n_vms--;
@@ -144,6 +154,25 @@ static void policy_to_settings(const struct domain_policy *p, struct engine_sett
 				       .epoch_usec = p->epoch_interval };
 }
 
+static void learn_devices(struct vvm *v, const struct domain_info *d)
+{
+	struct vdev *n = calloc(MAX(d->n_pmdevs, 1u), sizeof(*n));
+
+	if (!n)
+		return; /* keep the last ones */
+	for (unsigned i = 0; i < d->n_pmdevs; i++) {
+		const struct domain_pmdev *p = &d->pmdevs[i];
+
+		n[i] = (struct vdev){ .model = p->model, .size = p->size,
+				      .label_size = p->label_size, .base = p->base,
+				      .has_base = p->has_base, .servable = !p->problem };
+		snprintf(n[i].alias, sizeof(n[i].alias), "%s", p->alias ? p->alias : "");
+	}
+	free(v->devs);
+	v->devs = n;
+	v->n_devs = d->n_pmdevs;
+}
+
 /* Take what the domain XML says; returns whether the VM's policy changed. */
 static bool learn(struct vvm *v, const struct domain_info *d)
 {
@@ -162,6 +191,7 @@ static bool learn(struct vvm *v, const struct domain_info *d)
 	v->pages = servable_pages(d, &problem);
 	free(v->problem);
 	v->problem = problem ? strdup(problem) : NULL;
+	learn_devices(v, d);
 	return changed;
 }
 
@@ -577,6 +607,32 @@ static struct json_object *policy_json(const struct domain_policy *p)
 	return o;
 }
 
+static struct json_object *devices_json(const struct vvm *v)
+{
+	_cleanup_json_ struct json_object *a = json_object_new_array();
+
+	if (!a)
+		return NULL;
+	for (unsigned i = 0; i < v->n_devs; i++) {
+		const struct vdev *d = &v->devs[i];
+		struct json_object *o = json_object_new_object();
+		int r = json_append(a, o);
+
+		r |= json_add(o, "model", json_object_new_string(d->model == DOMAIN_PMDEV_NVDIMM
+									 ? "nvdimm"
+									 : "virtio-pmem"));
+		r |= json_add_string_or_null(o, "alias", d->alias[0] ? d->alias : NULL);
+		r |= json_add(o, "size", json_object_new_uint64(d->size));
+		r |= json_add(o, "label_size", json_object_new_uint64(d->label_size));
+		r |= d->has_base ? json_add(o, "base", json_object_new_uint64(d->base))
+				 : json_add_null(o, "base");
+		r |= json_add(o, "servable", json_object_new_boolean(d->servable));
+		if (r)
+			return NULL;
+	}
+	return TAKE_PTR(a);
+}
+
 static int vvm_json(struct virt_vms *vv, const struct vvm *v, struct json_object *o)
 {
 	int r = 0;
@@ -586,6 +642,7 @@ static int vvm_json(struct virt_vms *vv, const struct vvm *v, struct json_object
 	r |= json_add_string_or_null(o, "state", v->lv_state);
 	r |= json_add(o, "pm_pages", json_object_new_uint64(v->pages));
 	r |= json_add_string_or_null(o, "problem", v->problem);
+	r |= json_add(o, "devices", devices_json(v));
 	r |= v->has_policy ? json_add(o, "policy", policy_json(&v->policy))
 			   : json_add_null(o, "policy");
 	r |= v->guest ? json_add(o, "sim_guest_pid", json_object_new_int(v->guest))

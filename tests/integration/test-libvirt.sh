@@ -51,6 +51,9 @@ jq_check '.libvirt.vms[] | select(.name == "batch") | .state == "shutoff" and .a
 jq_check '[.libvirt.vms[].name] | index("web") == null' "$T/list.json"
 jq_check '.libvirt.vms[] | select(.name == "shop") | .policy.epoch_interval_usec == 100000' \
 	"$T/list.json"
+jq_check '.libvirt.vms[] | select(.name == "journal") | [.devices[].size] == [33554432, 16777216]' \
+	"$T/list.json"
+jq_check '.vms[] | select(.name == "index") | .libvirt_state == "running"' "$T/list.json"
 
 # set-ratio on a libvirt VM applies and goes into its metadata.
 expect_rc 0 "$VPMCTL" -s "$SOCK" set-ratio shop 3
