@@ -434,6 +434,56 @@ static bool pause_usec(uint64_t usec, const sigset_t *unblocked)
 
 /* ---- list ---- */
 
+static const char *or_dash(const char *s)
+{
+	return s ? s : "-";
+}
+
+/* libvirt VMs worth a line under the table: those not attached and those with a problem. */
+static bool libvirt_vm_listed(const struct vpm_libvirt_vm *lvm)
+{
+	return !vpm_libvirt_vm_is_attached(lvm) || vpm_libvirt_vm_get_problem(lvm);
+}
+
+/* libvirt's connection, then its VMs with PM that are not attached or have a problem. */
+static void print_libvirt(struct vpm_vm_list *l)
+{
+	const char *uri = or_dash(vpm_vm_list_get_libvirt_uri(l));
+	const char *error = vpm_vm_list_get_libvirt_error(l);
+	struct vpm_libvirt_vm *lvm;
+	int name_w = 0, state_w = 0;
+
+	if (vpm_vm_list_is_libvirt_connected(l))
+		printf("\nlibvirt: %s, connected\n", uri);
+	else if (error)
+		printf("\nlibvirt: %s, NOT connected: %s\n", uri, error);
+	else
+		printf("\nlibvirt: %s, NOT connected\n", uri);
+	vpm_libvirt_vm_foreach(l, lvm)
+	{
+		if (!libvirt_vm_listed(lvm))
+			continue;
+		name_w = MAX(name_w, (int)strlen(or_dash(vpm_libvirt_vm_get_name(lvm))));
+		state_w = MAX(state_w, (int)strlen(or_dash(vpm_libvirt_vm_get_state(lvm))));
+	}
+	vpm_libvirt_vm_foreach(l, lvm)
+	{
+		const char *problem = vpm_libvirt_vm_get_problem(lvm);
+		uint64_t pages = vpm_libvirt_vm_get_pm_pages(lvm);
+
+		if (!libvirt_vm_listed(lvm))
+			continue;
+		printf("  %-*s  %-*s  %" PRIu64 " page%s of PM  ", name_w,
+		       or_dash(vpm_libvirt_vm_get_name(lvm)), state_w,
+		       or_dash(vpm_libvirt_vm_get_state(lvm)), pages, pages == 1 ? "" : "s");
+		if (problem)
+			printf("problem: %s\n", problem);
+		else
+			printf("(not attached%s)\n",
+			       vpm_libvirt_vm_is_reserved(lvm) ? ", capacity reserved" : "");
+	}
+}
+
 static int cmd_list(const struct args *a)
 {
 	_cleanup_(vpm_unrefp) struct vpm_ctx *ctx = NULL;
@@ -451,13 +501,12 @@ static int cmd_list(const struct args *a)
 		printf("%s\n", vpm_vm_list_get_json(l, true));
 		return EXIT_OK;
 	}
-	if (!vpm_vm_get_first(l)) {
+	if (!vpm_vm_get_first(l))
 		printf("No VMs attached.\n");
-		return EXIT_OK;
-	}
-	printf("%-20s %-6s %8s %5s %6s %8s %8s %8s %-7s %4s %8s %10s %8s %12s\n", "VM", "MODE",
-	       "PAGES", "VCPUS", "RATIO", "DRAM", "PM", "IMAGE", "POLICY", "PRIO", "MOVING",
-	       "EPOCH", "EPOCHS", "OPS");
+	else
+		printf("%-20s %-6s %8s %5s %6s %8s %8s %8s %-7s %4s %8s %10s %8s %12s %s\n", "VM",
+		       "MODE", "PAGES", "VCPUS", "RATIO", "DRAM", "PM", "IMAGE", "POLICY", "PRIO",
+		       "MOVING", "EPOCH", "EPOCHS", "OPS", "LIBVIRT");
 	vpm_vm_foreach(l, vm)
 	{
 		char ratio[32], moving[32] = "-", prio[16] = "-";
@@ -469,14 +518,17 @@ static int cmd_list(const struct args *a)
 		if (vpm_vm_get_priority(vm) >= 0)
 			snprintf(prio, sizeof(prio), "%d", vpm_vm_get_priority(vm));
 		printf("%-20s %-6s %8" PRIu64 " %5u %6s %8" PRIu64 " %8" PRIu64 " %8" PRIu64
-		       " %-7s %4s %8s %10" PRIu64 " %8" PRIu64 " %12" PRIu64 "\n",
+		       " %-7s %4s %8s %10" PRIu64 " %8" PRIu64 " %12" PRIu64 " %s\n",
 		       vpm_vm_get_name(vm), vpm_vm_get_mode(vm), vpm_vm_get_pages(vm),
 		       vpm_vm_get_vcpus(vm),
 		       format_ratio(ratio, sizeof(ratio), vpm_vm_get_ratio(vm)),
 		       vpm_vm_get_dram_pages(vm), vpm_vm_get_pm_pages(vm),
 		       vpm_vm_get_image_pages(vm), policy ? policy : "-", prio, moving,
-		       vpm_vm_get_epoch(vm), vpm_vm_get_epochs(vm), vpm_vm_get_ops(vm));
+		       vpm_vm_get_epoch(vm), vpm_vm_get_epochs(vm), vpm_vm_get_ops(vm),
+		       or_dash(vpm_vm_get_libvirt_state(vm)));
 	}
+	if (vpm_vm_list_has_libvirt(l))
+		print_libvirt(l);
 	return EXIT_OK;
 }
 

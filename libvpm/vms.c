@@ -13,11 +13,21 @@ struct vpm_vm {
 	struct json_object *json;
 };
 
+/* A libvirt VM with PM devices, from the "libvirt" member of a vms reply. */
+struct vpm_libvirt_vm {
+	struct vpm_vm_list *list; /* owns json */
+	size_t index;
+	struct json_object *json;
+};
+
 struct vpm_vm_list {
 	unsigned refcount;
 	struct json_object *json;
 	struct vpm_vm *vms;
 	size_t n;
+	struct json_object *libvirt; /* borrowed from json; NULL when null or absent */
+	struct vpm_libvirt_vm *libvirt_vms;
+	size_t n_libvirt;
 };
 
 int vpm_vm_list_build(struct json_object *json, struct json_object *array,
@@ -51,9 +61,34 @@ int vpm_vm_list_build(struct json_object *json, struct json_object *array,
 	return 0;
 }
 
+/* libvirt's view: the object under "libvirt" in the reply, if it is one, and its VMs. */
+static int build_libvirt(struct vpm_vm_list *l)
+{
+	struct json_object *lv = vpm_json_child(l->json, "libvirt"), *a;
+
+	if (!lv || !json_object_is_type(lv, json_type_object))
+		return 0;
+	l->libvirt = lv;
+	l->n_libvirt = vpm_json_array(lv, "vms", &a);
+	if (l->n_libvirt == 0)
+		return 0;
+	l->libvirt_vms = calloc(l->n_libvirt, sizeof(*l->libvirt_vms));
+	if (!l->libvirt_vms)
+		return -ENOMEM;
+	for (size_t i = 0; i < l->n_libvirt; i++) {
+		struct vpm_libvirt_vm *v = &l->libvirt_vms[i];
+
+		v->list = l;
+		v->index = i;
+		v->json = json_object_array_get_idx(a, i);
+	}
+	return 0;
+}
+
 _public_ int vpm_vm_list_get(struct vpm_ctx *ctx, struct vpm_vm_list **ret_list)
 {
 	struct json_object *result = NULL, *a;
+	struct vpm_vm_list *l;
 	int r;
 
 	if (!ret_list)
@@ -62,8 +97,13 @@ _public_ int vpm_vm_list_get(struct vpm_ctx *ctx, struct vpm_vm_list **ret_list)
 	if (r < 0)
 		return r;
 	vpm_json_array(result, "vms", &a);
-	if (vpm_vm_list_build(result, a, ret_list) < 0)
+	if (vpm_vm_list_build(result, a, &l) < 0)
 		return vpm_set_error(ENOMEM, "out of memory");
+	if (build_libvirt(l) < 0) {
+		vpm_vm_list_unref(l);
+		return vpm_set_error(ENOMEM, "out of memory");
+	}
+	*ret_list = l;
 	return 0;
 }
 
@@ -79,6 +119,7 @@ _public_ struct vpm_vm_list *vpm_vm_list_unref(struct vpm_vm_list *l)
 	if (!l || --l->refcount > 0)
 		return NULL;
 	free(l->vms);
+	free(l->libvirt_vms);
 	json_object_put(l->json);
 	free(l);
 	return NULL;
@@ -175,6 +216,11 @@ _public_ const char *vpm_vm_get_policy(const struct vpm_vm *vm)
 	return vm ? vpm_json_str(vm->json, "policy") : NULL;
 }
 
+_public_ const char *vpm_vm_get_libvirt_state(const struct vpm_vm *vm)
+{
+	return vm ? vpm_json_str(vm->json, "libvirt_state") : NULL;
+}
+
 _public_ unsigned vpm_vm_get_vcpus(const struct vpm_vm *vm)
 {
 	return vm ? (unsigned)vpm_json_int(vm->json, "vcpus", 0) : 0;
@@ -260,6 +306,85 @@ _public_ int vpm_vm_get_device_index(const struct vpm_vm *vm)
 _public_ const char *vpm_vm_get_device_image(const struct vpm_vm *vm)
 {
 	return vm ? vpm_json_str(vpm_json_child(vm->json, "device"), "image") : NULL;
+}
+
+/* ---- libvirt's view ---- */
+
+_public_ bool vpm_vm_list_has_libvirt(const struct vpm_vm_list *l)
+{
+	return l && l->libvirt;
+}
+
+_public_ const char *vpm_vm_list_get_libvirt_uri(const struct vpm_vm_list *l)
+{
+	return l ? vpm_json_str(l->libvirt, "uri") : NULL;
+}
+
+_public_ bool vpm_vm_list_is_libvirt_connected(const struct vpm_vm_list *l)
+{
+	return l && vpm_json_bool(l->libvirt, "connected");
+}
+
+_public_ const char *vpm_vm_list_get_libvirt_error(const struct vpm_vm_list *l)
+{
+	return l ? vpm_json_str(l->libvirt, "last_error") : NULL;
+}
+
+_public_ struct vpm_libvirt_vm *vpm_libvirt_vm_get_first(struct vpm_vm_list *l)
+{
+	return l && l->n_libvirt ? &l->libvirt_vms[0] : NULL;
+}
+
+_public_ struct vpm_libvirt_vm *vpm_libvirt_vm_get_next(struct vpm_libvirt_vm *v)
+{
+	if (!v || v->index + 1 >= v->list->n_libvirt)
+		return NULL;
+	return &v->list->libvirt_vms[v->index + 1];
+}
+
+_public_ const char *vpm_libvirt_vm_get_name(const struct vpm_libvirt_vm *v)
+{
+	return v ? vpm_json_str(v->json, "name") : NULL;
+}
+
+_public_ const char *vpm_libvirt_vm_get_uuid(const struct vpm_libvirt_vm *v)
+{
+	return v ? vpm_json_str(v->json, "uuid") : NULL;
+}
+
+_public_ const char *vpm_libvirt_vm_get_state(const struct vpm_libvirt_vm *v)
+{
+	return v ? vpm_json_str(v->json, "state") : NULL;
+}
+
+_public_ uint64_t vpm_libvirt_vm_get_pm_pages(const struct vpm_libvirt_vm *v)
+{
+	return v ? vpm_json_u64(v->json, "pm_pages") : 0;
+}
+
+_public_ const char *vpm_libvirt_vm_get_problem(const struct vpm_libvirt_vm *v)
+{
+	return v ? vpm_json_str(v->json, "problem") : NULL;
+}
+
+_public_ bool vpm_libvirt_vm_is_attached(const struct vpm_libvirt_vm *v)
+{
+	return v && vpm_json_bool(v->json, "attached");
+}
+
+_public_ bool vpm_libvirt_vm_is_reserved(const struct vpm_libvirt_vm *v)
+{
+	return v && vpm_json_bool(v->json, "reserved");
+}
+
+_public_ double vpm_libvirt_vm_get_policy_ratio(const struct vpm_libvirt_vm *v)
+{
+	return v ? vpm_json_double(vpm_json_child(v->json, "policy"), "ratio") : 0;
+}
+
+_public_ const char *vpm_libvirt_vm_get_policy_mode(const struct vpm_libvirt_vm *v)
+{
+	return v ? vpm_json_str(vpm_json_child(v->json, "policy"), "mode") : NULL;
 }
 
 /* ---- vm-show ---- */

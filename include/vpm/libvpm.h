@@ -248,6 +248,12 @@ uint64_t vpm_vm_get_loss_window_usec(const struct vpm_vm *vm);
 uint64_t vpm_vm_get_hints_persist(const struct vpm_vm *vm);
 uint64_t vpm_vm_get_hints_discard(const struct vpm_vm *vm);
 
+/*
+ * Only from vpm_vm_list_get(): libvirt's state of the VM, "running", "paused", "shutoff",
+ * "crashed" or "other"; NULL when it is not a libvirt VM or vpmd does not say (older vpmd).
+ */
+const char *vpm_vm_get_libvirt_state(const struct vpm_vm *vm);
+
 /* Only from vpm_vm_show(): the epoch interval and the VM's device (index -1 when absent). */
 uint64_t vpm_vm_get_epoch_interval_usec(const struct vpm_vm *vm);
 const char *vpm_vm_get_device_pool(const struct vpm_vm *vm);
@@ -267,6 +273,43 @@ int vpm_vm_set_ratio(struct vpm_ctx *ctx, const char *name, double ratio);
 int vpm_vm_set_mode(struct vpm_ctx *ctx, const char *name, const char *mode);
 int vpm_vm_set_policy(struct vpm_ctx *ctx, const char *name, const char *policy);
 int vpm_vm_set_priority(struct vpm_ctx *ctx, const char *name, int priority);
+
+/* ---- libvirt's view ---- */
+struct vpm_libvirt_vm;
+
+/*
+ * Whether vpmd follows libvirt's VMs (false when it serves none, or is older and does not
+ * say). Its connection: the URI, whether it is connected now, and the last error of the
+ * connection (NULL when there was none).
+ */
+bool vpm_vm_list_has_libvirt(const struct vpm_vm_list *list);
+const char *vpm_vm_list_get_libvirt_uri(const struct vpm_vm_list *list);
+bool vpm_vm_list_is_libvirt_connected(const struct vpm_vm_list *list);
+const char *vpm_vm_list_get_libvirt_error(const struct vpm_vm_list *list);
+
+/*
+ * The libvirt VMs with PM devices, attached or not. They belong to the VM list and stay
+ * valid as long as it does (vpm_vm_list_ref(), or vpm_vm_ref() on one of its VMs).
+ */
+struct vpm_libvirt_vm *vpm_libvirt_vm_get_first(struct vpm_vm_list *list);
+struct vpm_libvirt_vm *vpm_libvirt_vm_get_next(struct vpm_libvirt_vm *lvm);
+#define vpm_libvirt_vm_foreach(list, lvm)                                                          \
+	for (lvm = vpm_libvirt_vm_get_first(list); lvm != NULL; lvm = vpm_libvirt_vm_get_next(lvm))
+
+const char *vpm_libvirt_vm_get_name(const struct vpm_libvirt_vm *lvm);
+const char *vpm_libvirt_vm_get_uuid(const struct vpm_libvirt_vm *lvm);
+/* "running", "paused", "shutoff", "crashed" or "other"; NULL when libvirt did not say. */
+const char *vpm_libvirt_vm_get_state(const struct vpm_libvirt_vm *lvm);
+/* The pages of the PM devices vpmd can serve. */
+uint64_t vpm_libvirt_vm_get_pm_pages(const struct vpm_libvirt_vm *lvm);
+/* The first device vpmd cannot serve and why; NULL when there is none. */
+const char *vpm_libvirt_vm_get_problem(const struct vpm_libvirt_vm *lvm);
+/* The VM is attached; capacity is reserved for its start. */
+bool vpm_libvirt_vm_is_attached(const struct vpm_libvirt_vm *lvm);
+bool vpm_libvirt_vm_is_reserved(const struct vpm_libvirt_vm *lvm);
+/* From the policy in its domain metadata: the ratio (0 when unset) and mode (NULL). */
+double vpm_libvirt_vm_get_policy_ratio(const struct vpm_libvirt_vm *lvm);
+const char *vpm_libvirt_vm_get_policy_mode(const struct vpm_libvirt_vm *lvm);
 
 /* ---- statistics ---- */
 struct vpm_stats;

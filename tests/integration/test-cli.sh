@@ -135,4 +135,91 @@ jq_check '.reloads == 1' "$T/stdout"
 
 stop_vpmd
 [ ! -e "$SOCK" ] || fail "vpmd left its socket behind"
+
+# ---- list with libvirt's view, from a stand-in vpmd that answers with $T/reply.json ----
+cat >"$T/fake-vpmd.py" <<'PY'
+import os, socket, sys
+
+path, reply = sys.argv[1], sys.argv[2]
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(path + ".tmp")
+srv.listen(8)
+os.rename(path + ".tmp", path)
+while True:
+    conn, _ = srv.accept()
+    buf = b""
+    while not buf.endswith(b"\0"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    with open(reply, "rb") as f:
+        conn.sendall(b'{"protocol": 1, "result": ' + f.read().strip() + b"}\0")
+    conn.close()
+PY
+FAKE="$T/fake.sock"
+python3 "$T/fake-vpmd.py" "$FAKE" "$T/reply.json" &
+FAKE_PID=$!
+trap 'kill "$FAKE_PID" 2>/dev/null; cleanup' EXIT
+for _ in $(seq 100); do
+	[ -S "$FAKE" ] && break
+	sleep 0.1
+done
+[ -S "$FAKE" ] || fail "the stand-in vpmd did not start"
+
+# lvm NAME STATE PM_PAGES PROBLEM ATTACHED RESERVED: one VM of libvirt's view, as JSON
+lvm() {
+	printf '{"name": "%s", "uuid": "u-%s", "state": %s, "pm_pages": %s, "problem": %s, ' \
+		"$1" "$1" "$2" "$3" "$4"
+	printf '"policy": null, "sim_guest_pid": null, "attached": %s, "reserved": %s}' "$5" "$6"
+}
+cat >"$T/reply.json" <<JSON
+{"vms": [{"name": "shop", "backend": "sim", "mode": "epoch", "policy": "vpm", "priority": 80,
+  "ratio": 2, "pages": 8160, "vcpus": 1, "dram_pages": 10, "pm_pages": 20, "image_pages": 8130,
+  "converged": true, "migrating_pages": 0, "epoch": 5, "epochs": 4, "ops": 100,
+  "libvirt_state": "running"},
+ {"name": "kv1", "backend": "sim", "mode": "hint", "ratio": 1, "pages": 256, "vcpus": 2,
+  "converged": true, "libvirt_state": null}],
+ "libvirt": {"uri": "test:///default", "connected": true, "last_error": null, "vms": [
+  $(lvm shop '"running"' 8160 null true false),
+  $(lvm batch '"shutoff"' 12256 null false false),
+  $(lvm small null 8160 null false true),
+  $(lvm odd '"running"' 0 '"nvdimm /img/odd.img: no size"' false false)]}}
+JSON
+expect_rc 0 "$VPMCTL" -s "$FAKE" list
+expect_grep "^VM .* OPS LIBVIRT$" "$T/stdout"
+expect_grep "^shop *epoch *8160 .* running$" "$T/stdout"
+expect_grep "^kv1 *hint *256 .* -$" "$T/stdout"
+expect_grep "^libvirt: test:///default, connected$" "$T/stdout"
+expect_grep "^  batch  shutoff  12256 pages of PM  (not attached)$" "$T/stdout"
+expect_grep "^  small  -        8160 pages of PM  (not attached, capacity reserved)$" "$T/stdout"
+expect_grep "^  odd    running  0 pages of PM  problem: nvdimm /img/odd.img: no size$" "$T/stdout"
+! grep -q "^  shop" "$T/stdout" || fail "an attached libvirt VM is listed: $(cat "$T/stdout")"
+# LIBVIRT starts at the same column in the header and the rows
+[ "$(head -n 3 "$T/stdout" | awk '{ print length($0) - length($NF) }' | sort -u | wc -l)" -eq 1 ] ||
+	fail "the LIBVIRT column is not aligned: $(cat "$T/stdout")"
+expect_rc 0 "$VPMCTL" -s "$FAKE" -j list
+jq_check '.libvirt.vms | length == 4' "$T/stdout"
+
+# no VM attached and libvirt down: the libvirt part still comes
+cat >"$T/reply.json" <<JSON
+{"vms": [], "libvirt": {"uri": "qemu:///system", "connected": false,
+  "last_error": "Failed to connect socket", "vms": [$(lvm batch null 12256 null false false)]}}
+JSON
+expect_rc 0 "$VPMCTL" -s "$FAKE" list
+expect_grep "^No VMs attached.$" "$T/stdout"
+expect_grep "^libvirt: qemu:///system, NOT connected: Failed to connect socket$" "$T/stdout"
+expect_grep "^  batch  -  12256 pages of PM  (not attached)$" "$T/stdout"
+
+# without libvirt, and from an older vpmd: no libvirt part
+echo '{"vms": [], "libvirt": null}' >"$T/reply.json"
+expect_rc 0 "$VPMCTL" -s "$FAKE" list
+[ "$(cat "$T/stdout")" = "No VMs attached." ] || fail "unexpected list: $(cat "$T/stdout")"
+echo '{"vms": [{"name": "kv1", "mode": "epoch", "pages": 256, "vcpus": 2, "ratio": 1}]}' \
+	>"$T/reply.json"
+expect_rc 0 "$VPMCTL" -s "$FAKE" list
+[ "$(wc -l <"$T/stdout")" -eq 2 ] || fail "unexpected list: $(cat "$T/stdout")"
+expect_grep "^kv1 .* -$" "$T/stdout"
+kill "$FAKE_PID" 2>/dev/null || true
+wait "$FAKE_PID" 2>/dev/null || true
 echo "test-cli: ok"

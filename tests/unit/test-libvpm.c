@@ -203,6 +203,22 @@ START_TEST(test_null_objects)
 	ck_assert_ptr_null(vpm_stats_get_json(NULL, false));
 	ck_assert_ptr_null(vpm_stats_get_first_vm(NULL));
 	ck_assert_uint_eq(vpm_stats_get_pm_frames_free(NULL), 0);
+	ck_assert_ptr_null(vpm_vm_get_libvirt_state(NULL));
+	ck_assert(!vpm_vm_list_has_libvirt(NULL));
+	ck_assert_ptr_null(vpm_vm_list_get_libvirt_uri(NULL));
+	ck_assert(!vpm_vm_list_is_libvirt_connected(NULL));
+	ck_assert_ptr_null(vpm_vm_list_get_libvirt_error(NULL));
+	ck_assert_ptr_null(vpm_libvirt_vm_get_first(NULL));
+	ck_assert_ptr_null(vpm_libvirt_vm_get_next(NULL));
+	ck_assert_ptr_null(vpm_libvirt_vm_get_name(NULL));
+	ck_assert_ptr_null(vpm_libvirt_vm_get_uuid(NULL));
+	ck_assert_ptr_null(vpm_libvirt_vm_get_state(NULL));
+	ck_assert_uint_eq(vpm_libvirt_vm_get_pm_pages(NULL), 0);
+	ck_assert_ptr_null(vpm_libvirt_vm_get_problem(NULL));
+	ck_assert(!vpm_libvirt_vm_is_attached(NULL));
+	ck_assert(!vpm_libvirt_vm_is_reserved(NULL));
+	ck_assert(vpm_libvirt_vm_get_policy_ratio(NULL) == 0);
+	ck_assert_ptr_null(vpm_libvirt_vm_get_policy_mode(NULL));
 }
 END_TEST
 
@@ -334,6 +350,191 @@ START_TEST(test_vm_list_summary)
 	ck_assert_ptr_null(vpm_vm_unref(held));
 	vpm_unref(ctx);
 	fake_stop(&f);
+}
+END_TEST
+
+/* ---- libvirt's view in the vms reply ---- */
+
+/* libvirt's connection in a vms reply, up and down */
+#define LIBVIRT_UP                                                                                 \
+	"\"uri\": \"qemu:///system\", \"connected\": true, \"connects\": 1, \"reconnects\": 0, "   \
+	"\"failed_attempts\": 0, \"last_error\": null, \"domains\": 5"
+#define LIBVIRT_DOWN                                                                               \
+	"\"uri\": \"qemu:///system\", \"connected\": false, \"connects\": 2, \"reconnects\": 1, "  \
+	"\"failed_attempts\": 3, \"last_error\": \"Failed to connect socket to "                   \
+	"'/run/libvirt/libvirt-sock': No such file or directory\", \"domains\": 0"
+
+/* libvirt's VMs with PM: attached with a full policy; shut off with capacity reserved and no
+ * policy; one with a problem, no state, and a policy with an integer ratio and no mode */
+#define LIBVIRT_VMS                                                                                \
+	"[{\"name\": \"shop\", \"uuid\": \"5b0ba3c2-86a1-4d3b-9c3e-000000000001\", \"state\": "    \
+	"\"running\", \"pm_pages\": 8160, \"problem\": null, \"policy\": {\"ratio\": 2.5, "        \
+	"\"mode\": \"epoch\", \"policy\": \"lru\", \"priority\": 80, \"epoch_interval_usec\": "    \
+	"100000}, \"sim_guest_pid\": 4242, \"attached\": true, \"reserved\": false}, "             \
+	"{\"name\": \"batch\", \"uuid\": \"5b0ba3c2-86a1-4d3b-9c3e-000000000002\", \"state\": "    \
+	"\"shutoff\", \"pm_pages\": 12256, \"problem\": null, \"policy\": null, "                  \
+	"\"sim_guest_pid\": null, \"attached\": false, \"reserved\": true}, "                      \
+	"{\"name\": \"odd\", \"uuid\": \"5b0ba3c2-86a1-4d3b-9c3e-000000000003\", \"state\": "      \
+	"null, \"pm_pages\": 0, \"problem\": \"nvdimm /var/lib/odd.img: no size\", \"policy\": "   \
+	"{\"ratio\": 4, \"priority\": 10}, \"sim_guest_pid\": null, \"attached\": false, "         \
+	"\"reserved\": false}]"
+
+START_TEST(test_vm_list_libvirt)
+{
+	struct fake f;
+	struct vpm_ctx *ctx;
+	struct vpm_vm_list *l = NULL;
+	struct vpm_vm *vm, *held;
+	struct vpm_libvirt_vm *lvm;
+	unsigned n = 0;
+
+	fake_start(&f, "{\"vms\": [{\"name\": \"shop\", \"mode\": \"epoch\", \"pages\": 8160, "
+		       "\"libvirt_state\": \"running\"}, {\"name\": \"kv1\", \"mode\": \"hint\", "
+		       "\"libvirt_state\": null}, {\"name\": \"odd\", \"libvirt_state\": 7}], "
+		       "\"libvirt\": {" LIBVIRT_UP ", \"vms\": " LIBVIRT_VMS "}}");
+	ctx = ctx_for(f.path);
+	ck_assert_int_eq(vpm_vm_list_get(ctx, &l), 0);
+
+	/* each attached VM says its libvirt state; null or another type reads as NULL */
+	vm = vpm_vm_get_first(l);
+	ck_assert_str_eq(vpm_vm_get_libvirt_state(vm), "running");
+	vm = vpm_vm_get_next(vm);
+	ck_assert_str_eq(vpm_vm_get_name(vm), "kv1");
+	ck_assert_ptr_null(vpm_vm_get_libvirt_state(vm));
+	ck_assert_ptr_null(vpm_vm_get_libvirt_state(vpm_vm_get_next(vm)));
+
+	/* the connection */
+	ck_assert(vpm_vm_list_has_libvirt(l));
+	ck_assert_str_eq(vpm_vm_list_get_libvirt_uri(l), "qemu:///system");
+	ck_assert(vpm_vm_list_is_libvirt_connected(l));
+	ck_assert_ptr_null(vpm_vm_list_get_libvirt_error(l));
+
+	vpm_libvirt_vm_foreach(l, lvm)
+	{
+		n++;
+	}
+	ck_assert_uint_eq(n, 3);
+
+	/* attached, with a full policy */
+	lvm = vpm_libvirt_vm_get_first(l);
+	ck_assert_str_eq(vpm_libvirt_vm_get_name(lvm), "shop");
+	ck_assert_str_eq(vpm_libvirt_vm_get_uuid(lvm), "5b0ba3c2-86a1-4d3b-9c3e-000000000001");
+	ck_assert_str_eq(vpm_libvirt_vm_get_state(lvm), "running");
+	ck_assert_uint_eq(vpm_libvirt_vm_get_pm_pages(lvm), 8160);
+	ck_assert_ptr_null(vpm_libvirt_vm_get_problem(lvm));
+	ck_assert(vpm_libvirt_vm_is_attached(lvm));
+	ck_assert(!vpm_libvirt_vm_is_reserved(lvm));
+	ck_assert(vpm_libvirt_vm_get_policy_ratio(lvm) == 2.5);
+	ck_assert_str_eq(vpm_libvirt_vm_get_policy_mode(lvm), "epoch");
+
+	/* shut off with capacity reserved, no policy */
+	lvm = vpm_libvirt_vm_get_next(lvm);
+	ck_assert_str_eq(vpm_libvirt_vm_get_name(lvm), "batch");
+	ck_assert_str_eq(vpm_libvirt_vm_get_state(lvm), "shutoff");
+	ck_assert_uint_eq(vpm_libvirt_vm_get_pm_pages(lvm), 12256);
+	ck_assert(!vpm_libvirt_vm_is_attached(lvm));
+	ck_assert(vpm_libvirt_vm_is_reserved(lvm));
+	ck_assert(vpm_libvirt_vm_get_policy_ratio(lvm) == 0);
+	ck_assert_ptr_null(vpm_libvirt_vm_get_policy_mode(lvm));
+
+	/* a problem, a null state, a policy with an integer ratio and no mode */
+	lvm = vpm_libvirt_vm_get_next(lvm);
+	ck_assert_str_eq(vpm_libvirt_vm_get_name(lvm), "odd");
+	ck_assert_ptr_null(vpm_libvirt_vm_get_state(lvm));
+	ck_assert_uint_eq(vpm_libvirt_vm_get_pm_pages(lvm), 0);
+	ck_assert_str_eq(vpm_libvirt_vm_get_problem(lvm), "nvdimm /var/lib/odd.img: no size");
+	ck_assert(!vpm_libvirt_vm_is_attached(lvm));
+	ck_assert(!vpm_libvirt_vm_is_reserved(lvm));
+	ck_assert(vpm_libvirt_vm_get_policy_ratio(lvm) == 4.0);
+	ck_assert_ptr_null(vpm_libvirt_vm_get_policy_mode(lvm));
+	ck_assert_ptr_null(vpm_libvirt_vm_get_next(lvm));
+
+	/* the libvirt VMs belong to the list: a reference to the list or one of its VMs keeps
+	 * them valid */
+	lvm = vpm_libvirt_vm_get_first(l);
+	ck_assert_ptr_eq(vpm_vm_list_ref(l), l);
+	ck_assert_ptr_null(vpm_vm_list_unref(l));
+	ck_assert_str_eq(vpm_libvirt_vm_get_name(lvm), "shop");
+	held = vpm_vm_ref(vpm_vm_get_first(l));
+	l = vpm_vm_list_unref(l);
+	ck_assert_str_eq(vpm_libvirt_vm_get_name(lvm), "shop");
+	ck_assert_str_eq(vpm_libvirt_vm_get_name(vpm_libvirt_vm_get_next(lvm)), "batch");
+	ck_assert_str_eq(vpm_vm_get_libvirt_state(held), "running");
+	ck_assert_ptr_null(vpm_vm_unref(held));
+	vpm_unref(ctx);
+	fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_vm_list_libvirt_disconnected)
+{
+	struct fake f;
+	struct vpm_ctx *ctx;
+	struct vpm_vm_list *l = NULL;
+
+	/* no VM attached, libvirt not reachable, no libvirt VM known */
+	fake_start(&f, "{\"vms\": [], \"libvirt\": {" LIBVIRT_DOWN ", \"vms\": []}}");
+	ctx = ctx_for(f.path);
+	ck_assert_int_eq(vpm_vm_list_get(ctx, &l), 0);
+	ck_assert_ptr_null(vpm_vm_get_first(l));
+	ck_assert(vpm_vm_list_has_libvirt(l));
+	ck_assert_str_eq(vpm_vm_list_get_libvirt_uri(l), "qemu:///system");
+	ck_assert(!vpm_vm_list_is_libvirt_connected(l));
+	ck_assert_str_eq(vpm_vm_list_get_libvirt_error(l),
+			 "Failed to connect socket to '/run/libvirt/libvirt-sock': No such file "
+			 "or directory");
+	ck_assert_ptr_null(vpm_libvirt_vm_get_first(l));
+	l = vpm_vm_list_unref(l);
+
+	/* a libvirt member without VMs or with fields of other types */
+	f.reply = "{\"vms\": [], \"libvirt\": {\"uri\": 5, \"connected\": \"yes\", "
+		  "\"last_error\": false, \"vms\": {}}}";
+	ck_assert_int_eq(vpm_vm_list_get(ctx, &l), 0);
+	ck_assert(vpm_vm_list_has_libvirt(l));
+	ck_assert_ptr_null(vpm_vm_list_get_libvirt_uri(l));
+	ck_assert(!vpm_vm_list_is_libvirt_connected(l));
+	ck_assert_ptr_null(vpm_vm_list_get_libvirt_error(l));
+	ck_assert_ptr_null(vpm_libvirt_vm_get_first(l));
+	l = vpm_vm_list_unref(l);
+	vpm_unref(ctx);
+	fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_vm_list_without_libvirt)
+{
+	static const char *const replies[] = {
+	    /* vpmd serves no libvirt VMs */
+	    "{\"vms\": [{\"name\": \"kv1\", \"mode\": \"epoch\", \"libvirt_state\": null}], "
+	    "\"libvirt\": null}",
+	    /* an older vpmd: neither member */
+	    "{\"vms\": [{\"name\": \"kv1\", \"mode\": \"epoch\"}]}",
+	    /* a libvirt member that is no object */
+	    "{\"vms\": [{\"name\": \"kv1\", \"mode\": \"epoch\"}], \"libvirt\": [{\"name\": "
+	    "\"x\"}]}",
+	};
+	struct fake f;
+	struct vpm_ctx *ctx;
+
+	for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
+		struct vpm_vm_list *l = NULL;
+		struct vpm_vm *vm;
+
+		fake_start(&f, replies[i]);
+		ctx = ctx_for(f.path);
+		ck_assert_int_eq(vpm_vm_list_get(ctx, &l), 0);
+		vm = vpm_vm_get_first(l);
+		ck_assert_str_eq(vpm_vm_get_name(vm), "kv1");
+		ck_assert_ptr_null(vpm_vm_get_libvirt_state(vm));
+		ck_assert(!vpm_vm_list_has_libvirt(l));
+		ck_assert_ptr_null(vpm_vm_list_get_libvirt_uri(l));
+		ck_assert(!vpm_vm_list_is_libvirt_connected(l));
+		ck_assert_ptr_null(vpm_vm_list_get_libvirt_error(l));
+		ck_assert_ptr_null(vpm_libvirt_vm_get_first(l));
+		vpm_vm_list_unref(l);
+		vpm_unref(ctx);
+		fake_stop(&f);
+	}
 }
 END_TEST
 
@@ -638,6 +839,9 @@ static Suite *libvpm_suite(void)
 	tcase_add_test(tc, test_vm_set_requests);
 	tcase_add_test(tc, test_vm_set_error);
 	tcase_add_test(tc, test_vm_list_summary);
+	tcase_add_test(tc, test_vm_list_libvirt);
+	tcase_add_test(tc, test_vm_list_libvirt_disconnected);
+	tcase_add_test(tc, test_vm_list_without_libvirt);
 	tcase_add_test(tc, test_vm_show);
 	tcase_add_test(tc, test_vm_show_unknown);
 	tcase_add_test(tc, test_stats);
