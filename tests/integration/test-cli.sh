@@ -160,7 +160,7 @@ PY
 FAKE="$T/fake.sock"
 python3 "$T/fake-vpmd.py" "$FAKE" "$T/reply.json" &
 FAKE_PID=$!
-trap 'kill "$FAKE_PID" 2>/dev/null; cleanup' EXIT
+trap 'kill "$FAKE_PID" 2>/dev/null || true; cleanup' EXIT
 for _ in $(seq 100); do
 	[ -S "$FAKE" ] && break
 	sleep 0.1
