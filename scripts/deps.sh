@@ -1,8 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Install the Debian 12 packages VPM needs to build, test and benchmark; quiet, and a no-op
-# when they are all there. Usage: scripts/deps.sh [build|test|bench]
-# (test = build + test tools; bench = build + what bench/ runs: jq, python3, gnuplot)
+# when they are all there. Usage: scripts/deps.sh [build|test|bench|libvirt]
+# (test = build + test tools + libvirt; libvirt = libvirtd and QEMU for the libvirt tests;
+# bench = build + what bench/ runs: jq, python3, gnuplot)
 set -euo pipefail
 
 build_pkgs=(cmake make gcc pkg-config libvirt-dev libpmem2-dev libndctl-dev libdaxctl-dev
@@ -10,11 +11,14 @@ build_pkgs=(cmake make gcc pkg-config libvirt-dev libpmem2-dev libndctl-dev libd
 test_pkgs=(jq python3 mandoc groff-base systemd util-linux binutils clang
 	libclang-rt-14-dev)
 bench_pkgs=(jq python3 gnuplot-nox)
+libvirt_pkgs=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients
+	qemu-system-x86 qemu-utils)
 
 pkgs=("${build_pkgs[@]}")
 case "${1:-build}" in
-test) pkgs+=("${test_pkgs[@]}") ;;
+test) pkgs+=("${test_pkgs[@]}" "${libvirt_pkgs[@]}") ;;
 bench) pkgs+=("${bench_pkgs[@]}") ;;
+libvirt) pkgs+=("${libvirt_pkgs[@]}") ;;
 esac
 
 missing=()

@@ -19,7 +19,6 @@
 #include "log.h"
 #include "parse-util.h"
 #include "policy.h"
-#include "virt-event.h"
 #include "virt-vms.h"
 
 static void errbuf_printf(char *errbuf, size_t errlen, const char *fmt, ...) _printf_(3, 4);
@@ -1182,7 +1181,6 @@ struct daemon *daemon_free(struct daemon *d)
 	free(d->bound_socket);
 	if (d->pools)
 		close_pools(d->pools, d->n_pools);
-	virt_event_unbind(); /* libvirt's watches and timers on this loop */
 	sd_event_unref(d->event);
 	safe_close(d->lock_fd);
 	config_free(d->config);

@@ -922,6 +922,39 @@ struct domain_info *domain_info_free(struct domain_info *d)
 	return NULL;
 }
 
+static int dup_string(char **dst, const char *src)
+{
+	*dst = NULL;
+	if (!src)
+		return 0;
+	*dst = strdup(src);
+	return *dst ? 0 : -ENOMEM;
+}
+
+int domain_info_dup(const struct domain_info *d, struct domain_info **ret)
+{
+	_cleanup_(domain_info_freep) struct domain_info *n = calloc(1, sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	*n = *d;
+	n->n_pmdevs = 0;
+	n->pmdevs = calloc(MAX(d->n_pmdevs, 1u), sizeof(*n->pmdevs));
+	if (!n->pmdevs)
+		return -ENOMEM;
+	for (unsigned i = 0; i < d->n_pmdevs; i++) {
+		n->pmdevs[i] = d->pmdevs[i];
+		n->pmdevs[i].alias = n->pmdevs[i].path = n->pmdevs[i].problem = NULL;
+		n->n_pmdevs = i + 1;
+		if (dup_string(&n->pmdevs[i].alias, d->pmdevs[i].alias) < 0 ||
+		    dup_string(&n->pmdevs[i].path, d->pmdevs[i].path) < 0 ||
+		    dup_string(&n->pmdevs[i].problem, d->pmdevs[i].problem) < 0)
+			return -ENOMEM;
+	}
+	*ret = TAKE_PTR(n);
+	return 0;
+}
+
 /*
  * virDomainGetMetadata(VIR_DOMAIN_METADATA_ELEMENT) returns the element without a namespace
  * (libvirt 9.0 strips it); the element as it stands in domain XML carries ours. Either is

@@ -78,6 +78,8 @@ int domain_xml_parse(const char *xml, size_t len, struct domain_info **ret, char
 		     size_t errlen);
 struct domain_info *domain_info_free(struct domain_info *d);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct domain_info *, domain_info_free);
+/* A deep copy: 0, or -ENOMEM. */
+int domain_info_dup(const struct domain_info *d, struct domain_info **ret);
 
 /*
  * The policy element alone, as virDomainGetMetadata(VIR_DOMAIN_METADATA_ELEMENT) returns it

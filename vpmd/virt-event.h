@@ -5,11 +5,11 @@
 /*
  * libvirt's event loop on vpmd's sd-event loop (virEventRegisterImpl). libvirt needs an event
  * loop for domain events, keepalive and close detection of remote connections; this one maps
- * its fd watches to sd-event I/O sources and its timeouts to sd-event time sources, so that
- * vpmd keeps a single loop and a single thread.
+ * its fd watches to sd-event I/O sources and its timeouts to sd-event time sources. vpmd binds
+ * it to the loop of its libvirt thread (virt-worker.h), where every libvirt call is made.
  *
- * libvirt accepts one implementation per process, for the life of the process; vpmd has one
- * loop, so the implementation is bound to one sd_event at a time. libvirt must be called from
+ * libvirt accepts one implementation per process, for the life of the process, so the
+ * implementation is bound to one sd_event at a time. libvirt must be called from
  * that loop's thread only (sd-event is not thread-safe); calls from other threads are refused
  * and logged.
  *

@@ -21,8 +21,8 @@
 #include "parse-util.h"
 #include "pm-layout.h"
 #include "policy.h"
-#include "virt-event.h"
 #include "virt-vms.h"
+#include "virt-worker.h"
 #include "virt.h"
 
 #define VM_NAME_MAX 64 /* as the engine's */
@@ -58,7 +58,7 @@ struct vvm {
 struct virt_vms {
 	sd_event *event;
 	struct engine *en;
-	struct virt *virt;
+	struct virt_worker *worker; /* the connection to libvirt, on its own thread */
 	char *state_dir;
 	char *guest_dir;
 	char *simguest;  /* path of vpm-simguest; NULL: no sim guests */
@@ -659,8 +659,8 @@ struct json_object *virt_vms_json(struct virt_vms *vv)
 	_cleanup_json_ struct json_object *o = NULL;
 	struct json_object *a = json_object_new_array();
 
-	if (vv->virt)
-		o = virt_status_json(vv->virt);
+	if (vv->worker)
+		o = virt_worker_status_json(vv->worker);
 	else if ((o = json_object_new_object()))
 		(void)json_add(o, "connected", json_object_new_boolean(false));
 	if (!o || !a || json_add(o, "vms", a) < 0) {
@@ -689,7 +689,8 @@ int virt_vms_settings_changed(struct virt_vms *vv, const char *name,
 	struct vvm *v = vv ? find_vvm(vv, name) : NULL;
 	struct domain_policy p;
 
-	if (!v || !v->uuid[0] || !vv->virt || !virt_domain_find(vv->virt, v->uuid))
+	/* libvirt VMs only (a hook alone does not make one) */
+	if (!v || !v->uuid[0] || !vv->worker || !v->lv_state)
 		return 0;
 	p = v->policy;
 	if (s->set_ratio) {
@@ -707,7 +708,11 @@ int virt_vms_settings_changed(struct virt_vms *vv, const char *name,
 	/* known before libvirt's event comes back: that event then changes nothing */
 	v->policy = p;
 	v->has_policy = true;
-	return virt_set_policy(vv->virt, v->uuid, &p, errbuf, errlen);
+	if (virt_worker_set_policy(vv->worker, v->uuid, &p) < 0) {
+		snprintf(errbuf, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 /* ---- set-up ----------------------------------------------------------------------------- */
@@ -764,10 +769,7 @@ int virt_vms_new(sd_event *e, const struct vpmd_config *c, struct engine *en,
 	if (en)
 		engine_set_settings_source(en, settings_of, vv);
 	if (c->libvirt_uri && c->libvirt_uri[0]) {
-		r = virt_event_register(e);
-		if (r < 0)
-			return log_error_errno(r, "Cannot drive libvirt's events from vpmd's loop: %m");
-		r = virt_new(e, c->libvirt_uri, &ops, vv, &vv->virt);
+		r = virt_worker_new(e, c->libvirt_uri, &ops, vv, &vv->worker);
 		if (r < 0)
 			return log_error_errno(r, "Cannot set up the connection to libvirt at '%s': %m",
 					       c->libvirt_uri);
@@ -783,7 +785,7 @@ struct virt_vms *virt_vms_free(struct virt_vms *vv)
 		return NULL;
 	if (vv->en)
 		engine_set_settings_source(vv->en, NULL, NULL);
-	virt_free(vv->virt);
+	virt_worker_free(vv->worker);
 	/* sim guests keep running, as VMs do when vpmd stops; the next vpmd adopts them */
 	while (vv->vms)
 		drop_vvm(vv, vv->vms);

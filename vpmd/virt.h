@@ -31,7 +31,8 @@
  * - At most VIRT_DOMAINS_MAX domains are tracked; more are ignored with one warning.
  *
  * libvirt calls are synchronous: a libvirtd that hangs without closing the connection stalls
- * vpmd until keepalive gives up on it. Callbacks must not call virt_free().
+ * the loop until keepalive gives up on it, which is why vpmd runs this on a thread of its own
+ * (virt-worker.h). Callbacks must not call virt_free().
  */
 
 #include <stdbool.h>

@@ -92,18 +92,23 @@ def rss_kib(pid):
 
 
 class GoodClient(threading.Thread):
-    """Asks for status in a loop; every request must succeed."""
+    """A long-lived client (as an orchestrator's) asking for status in a loop on one
+    connection, often enough not to be idle; every request must succeed, floods or not."""
 
     def __init__(self, path):
         super().__init__(daemon=True)
         self.path, self.stop, self.count, self.error = path, False, 0, None
+        self.sock = connect(path)  # connected before any flood: it holds one of the slots
 
     def run(self):
         try:
-            while not self.stop:
-                status(self.path)
-                self.count += 1
-                time.sleep(0.01)
+            with self.sock as s:
+                while not self.stop:
+                    r = request(s, {"protocol": 1, "method": "status"})
+                    if not r or "result" not in r:
+                        raise RuntimeError("status failed: %r" % r)
+                    self.count += 1
+                    time.sleep(0.01)
         except Exception as e:  # reported by the main thread
             self.error = e
 
@@ -193,7 +198,8 @@ def check_oversized(path):
 def check_flood(path):
     conns = []
     try:
-        for _ in range(MAX_CLIENTS + ROOT_RESERVE):
+        # the well-behaved client holds one slot all along
+        for _ in range(MAX_CLIENTS + ROOT_RESERVE - 1):
             conns.append(connect(path))
         # everyone is connected; one more is refused with EBUSY
         with connect(path) as s:

@@ -119,5 +119,6 @@ start_vpmd
 wait_for '[.vms[].name] | sort == ["index", "journal", "shop"]'
 [ "$(cat "$T"/state/guests/*.pid | sort)" = "$pids_before" ] ||
 	fail "sim guests were started again instead of adopted"
+wait_for '[.libvirt.vms[] | select(.sim_guest_pid != null)] | length == 3'
 expect_grep "adopted its running sim guest" "$T/vpmd.log"
 echo "libvirt (test driver): discovery, metadata policy, set-ratio into metadata, hooks, adoption"

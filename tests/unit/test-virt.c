@@ -695,7 +695,7 @@ START_TEST(test_unreachable)
 END_TEST
 
 /*
- * Reconnection against a real libvirtd, run by tests/libvirt/reconnect-manual.sh only (it
+ * Reconnection against a real libvirtd, run by tests/libvirt/test-libvirt-reconnect.sh only (it
  * sets VPM_TEST_RECONNECT_URI, e.g. test+unix:///default?socket=..., and restarts libvirtd
  * once VPM_TEST_READY_FILE appears). The daemon's test driver starts afresh on restart: the
  * domain defined here vanishes, its built-in domain "test" stays, known once.
