@@ -121,4 +121,27 @@ wait_for '[.vms[].name] | sort == ["index", "journal", "shop"]'
 	fail "sim guests were started again instead of adopted"
 wait_for '[.libvirt.vms[] | select(.sim_guest_pid != null)] | length == 3'
 expect_grep "adopted its running sim guest" "$T/vpmd.log"
+# The hook with the XML libvirt 9.0 passes for each operation (recorded; shop renamed, as
+# the test driver's shop runs already): the action vpmd takes at each.
+DATA=$SRC/tests/integration/data/hook
+recorded() {
+	local vm=$1 op=$2 want=$3
+	sed "s|<name>shop</name>|<name>rec</name>|" "$DATA/$vm-$op.xml" >"$T/rec.xml"
+	local name=$vm
+	[ "$vm" = shop ] && name=rec
+	"$VPMCTL" -s "$SOCK" -j hook "$name" "$op" begin - <"$T/rec.xml" >"$T/hook.json" ||
+		fail "hook $name $op failed: $(cat "$T/hook.json")"
+	jq -e --arg a "$want" '.action | test("^(" + $a + ")$")' "$T/hook.json" >/dev/null ||
+		fail "hook $name $op: expected action $want, got $(cat "$T/hook.json")"
+}
+recorded shop prepare reserved
+recorded shop started attached
+wait_for '.vms[] | select(.name == "rec") | .pages == 16384 and .ratio == 2'
+recorded shop reconnect reattached
+recorded shop stopped detached
+wait_for '[.vms[].name] | index("rec") == null'
+recorded shop release 'none|released'
+for op in prepare started stopped release; do
+	recorded web "$op" none
+done
 echo "libvirt (test driver): discovery, metadata policy, set-ratio into metadata, hooks, adoption"

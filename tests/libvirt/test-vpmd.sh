@@ -5,9 +5,10 @@
 # hook installed: vpmd discovers the domains and, once one runs, its dimm base address; the
 # hook refuses a VM whose PM does not fit (virsh start fails showing vpmd's reason) and lets
 # one that fits start (vpmd serves it with a sim guest of its size and its metadata policy);
-# destroying it releases everything; a libvirtd restart runs the reconnect hook and vpmd's
-# connection comes back without serving the VM twice; vpmd survives libvirtd being killed
-# (-9) and follows it again once it is back.
+# its policy follows `virsh metadata`, and `vpmctl set-ratio` writes it into the live and
+# persistent metadata; destroying it releases everything; a libvirtd restart runs the
+# reconnect hook and vpmd's connection comes back without serving the VM twice; vpmd survives
+# libvirtd being killed (-9) and follows it again once it is back.
 #
 # usage: VPM_BUILD=build tests/libvirt/test-vpmd.sh   (root; installs packages)
 # exit: 0 passed, 1 failed, 77 skipped (not root, or no way to get libvirtd)
@@ -123,6 +124,23 @@ wait_for '.vms[] | select(.name == "fits") | .pages == 8160 and .ratio == 2 and 
 wait_for '.libvirt.vms[] | select(.name == "fits") | .devices[0].base != null and .devices[0].alias == "nvdimm0"'
 guest=$(jq -r '.libvirt.vms[] | select(.name == "fits") | .sim_guest_pid' "$T/list.json")
 lv_log "fits: dimm base $(jq -r '.libvirt.vms[] | select(.name == "fits") | .devices[0].base' "$T/list.json"), sim guest pid $guest"
+
+step "the policy in the metadata: virsh metadata applies to the running VM; set-ratio writes it"
+NS=https://vpm.dev/xmlns/libvirt-domain/1.0
+lv_virsh metadata fits --uri "$NS" --key vpm --set "<policy ratio='4' mode='epoch'/>" --live \
+	--config >/dev/null || fail "virsh metadata --set failed"
+wait_for '.vms[] | select(.name == "fits") | .ratio == 4'
+"$VPMCTL" -s "$SOCK" set-ratio fits 3 >/dev/null || fail "vpmctl set-ratio fits 3 failed"
+for flag in --live --config; do
+	for ((i = 0; i < 100; i++)); do
+		lv_virsh metadata fits --uri "$NS" "$flag" >"$T/meta.xml" 2>&1 || true
+		grep -q "ratio=.3." "$T/meta.xml" && break
+		sleep 0.1
+	done
+	grep -q "ratio=.3." "$T/meta.xml" ||
+		fail "set-ratio did not reach the $flag metadata: $(cat "$T/meta.xml")"
+done
+wait_for '.vms[] | select(.name == "fits") | .ratio == 3'
 
 step "libvirtd restarts: the reconnect hook and vpmd's connection; fits is served once"
 lv_restart_libvirtd
