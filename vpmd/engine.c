@@ -1111,11 +1111,15 @@ static int check_fit(struct engine *en, const struct plan *plans, size_t n_plans
 		}
 	for (struct reservation *rv = en->resv; rv; rv = rv->next) {
 		bool planned = false;
+		unsigned dev;
 
 		for (size_t i = 0; i < n_plans; i++)
 			planned |= !plans[i].vm && streq(plans[i].name, rv->name);
 		if (planned || find_vm(en, rv->name))
 			continue; /* the VM itself is counted */
+		/* a VM about to start again: the frames its device holds are its own */
+		if (pm_device_find(en->store, rv->name, &dev) == 0)
+			held += pm_device_frames(en->store, dev);
 		pm += rv->pm_target;
 		dram += rv->dram;
 	}
@@ -1303,7 +1307,7 @@ int engine_vm_show(struct engine *en, const char *name, struct json_object **ret
 	if (vm_summary_json(vm, v) < 0 || json_add(v, "stats", vm_stats_json(vm)) < 0)
 		return -ENOMEM;
 	snprintf(image, sizeof(image), "%s/%s.img", en->image_dir, vm->name);
-	r |= json_add(v, "epoch_interval_usec", json_object_new_uint64(en->epoch_usec));
+	r |= json_add(v, "epoch_interval_usec", json_object_new_uint64(vm_epoch_usec(vm)));
 	r |= json_add(v, "headroom_pages", json_object_new_uint64(vm->headroom));
 	r |= json_add(dev, "pool", json_object_new_string(en->pool->config.name));
 	r |= json_add(dev, "index", json_object_new_int((int)vm->dev));
@@ -1715,7 +1719,7 @@ int engine_reserve(struct engine *en, const char *name, uint64_t n_pages,
 			 name, sizeof(rv->name) - 1);
 		return -EINVAL;
 	}
-	replacing = engine_release(en, name);
+	replacing = engine_reserved(en, name);
 	if (!replacing && en->n_resv >= RESERVATIONS_MAX) {
 		snprintf(errbuf, errlen, "%d VMs are starting already; retry when some have",
 			 RESERVATIONS_MAX);
@@ -1724,9 +1728,11 @@ int engine_reserve(struct engine *en, const char *name, uint64_t n_pages,
 	plan.n_pages = n_pages;
 	targets(n_pages, ratio, (enum vm_mode)mode, &plan.pm_target, &plan.dram_share,
 		&plan.headroom);
+	/* the plan stands in for an earlier reservation of the name: a refusal keeps that one */
 	r = check_fit(en, &plan, 1, errbuf, errlen);
 	if (r < 0)
 		return r;
+	(void)engine_release(en, name);
 	rv = calloc(1, sizeof(*rv));
 	if (!rv)
 		return -ENOMEM;

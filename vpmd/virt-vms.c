@@ -53,10 +53,14 @@ struct vvm {
 	pid_t guest;          /* its vpm-simguest, or 0 */
 	bool own_child;       /* started by this vpmd (to be reaped) */
 	sd_event_source *guest_exit;
+	sd_event_source *retry; /* start the guest again once the old one is gone */
+	bool wanted;          /* the VM runs: it is to have a sim guest */
+	bool hooked;          /* libvirt's hooks speak for it: they start and stop its service */
 };
 
 struct virt_vms {
 	sd_event *event;
+	bool connected; /* to libvirt, as the worker last said */
 	struct engine *en;
 	struct virt_worker *worker; /* the connection to libvirt, on its own thread */
 	char *state_dir;
@@ -112,6 +116,7 @@ static void drop_vvm(struct virt_vms *vv, struct vvm *v)
 			break;
 		}
 	sd_event_source_disable_unref(v->guest_exit);
+	sd_event_source_disable_unref(v->retry);
 	free(v->devs);
 	free(v->problem);
 	free(v);
@@ -204,6 +209,35 @@ static int pid_file(struct virt_vms *vv, const struct vvm *v, char *buf, size_t 
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
+static void ensure_guest(struct virt_vms *vv, struct vvm *v);
+
+/* Nothing refers to the VM any more: neither libvirt, nor a reservation, nor a guest. */
+static void drop_if_forgotten(struct virt_vms *vv, struct vvm *v)
+{
+	if (!v->lv_state && !v->guest && !v->wanted && !(vv->en && engine_reserved(vv->en, v->name)))
+		drop_vvm(vv, v);
+}
+
+static int on_retry(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct vvm *v = userdata;
+
+	(void)usec;
+	(void)s;
+	v->retry = sd_event_source_disable_unref(v->retry);
+	if (v->wanted)
+		ensure_guest(v->owner, v);
+	return 0;
+}
+
+/* The old guest's detach reaches the engine through its socket: give it a moment. */
+static void retry_guest_soon(struct virt_vms *vv, struct vvm *v)
+{
+	if (!v->retry)
+		(void)sd_event_add_time_relative(vv->event, &v->retry, CLOCK_MONOTONIC,
+						 200 * USEC_PER_MSEC, 0, on_retry, v);
+}
+
 static int on_guest_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
 	struct vvm *v = userdata;
@@ -225,6 +259,11 @@ static int on_guest_exit(sd_event_source *s, int fd, uint32_t revents, void *use
 		(void)unlink(path);
 	v->guest = 0;
 	v->guest_exit = sd_event_source_disable_unref(v->guest_exit);
+	if (v->wanted)
+		/* the VM runs again (a restart while the old guest committed its last epoch) */
+		retry_guest_soon(vv, v);
+	else
+		drop_if_forgotten(vv, v);
 	return 0;
 }
 
@@ -245,6 +284,24 @@ static int watch_guest(struct virt_vms *vv, struct vvm *v, pid_t pid, bool own)
 	return 0;
 }
 
+/* Whether process pid runs with "-n name" (a pid file can outlive a reboot). */
+static bool guest_serves(long pid, const char *name)
+{
+	char path[64], buf[4096];
+	_cleanup_close_ int fd = -1;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || (n = read(fd, buf, sizeof(buf) - 1)) <= 0)
+		return false;
+	buf[n] = '\0';
+	for (char *a = buf; a < buf + n; a += strlen(a) + 1)
+		if (streq(a, "-n") && a + 3 < buf + n)
+			return streq(a + 3, name);
+	return false;
+}
+
 /* A sim guest a previous vpmd started for the VM, still running: adopt it. */
 static bool adopt_guest(struct virt_vms *vv, struct vvm *v)
 {
@@ -258,8 +315,9 @@ static bool adopt_guest(struct virt_vms *vv, struct vvm *v)
 		return false;
 	snprintf(proc, sizeof(proc), "/proc/%ld/comm", pid);
 	c = fopen(proc, "re");
-	if (!c || !fgets(comm, sizeof(comm), c) || strncmp(comm, "vpm-simguest", 12) != 0) {
-		(void)unlink(path);
+	if (!c || !fgets(comm, sizeof(comm), c) || strncmp(comm, "vpm-simguest", 12) != 0 ||
+	    !guest_serves(pid, v->name)) {
+		(void)unlink(path); /* stale: another process has the pid now */
 		return false;
 	}
 	if (watch_guest(vv, v, (pid_t)pid, false) < 0)
@@ -423,7 +481,15 @@ static void on_domain_changed(void *userdata, const struct virt_domain *d, const
 		log_warning("VM '%s': %s", v->name, v->problem);
 	if (changed)
 		apply_policy(vv, v);
-	if (is_running(d->state))
+	/*
+	 * What the connection reports is a snapshot that may predate a hook that ran meanwhile
+	 * (libvirt holds the domain while its hooks run): once libvirt's hooks speak for a VM,
+	 * they alone start and stop its service; the events keep the view current.
+	 */
+	if (v->hooked)
+		return;
+	v->wanted = is_running(d->state);
+	if (v->wanted)
 		ensure_guest(vv, v);
 	else {
 		stop_guest(v);
@@ -440,17 +506,21 @@ static void on_domain_removed(void *userdata, const char *uuid, const char *name
 	(void)uuid;
 	if (!v)
 		return;
-	stop_guest(v);
-	if (vv->en)
-		(void)engine_release(vv->en, v->name);
 	v->lv_state = NULL;
-	if (!v->guest)
-		drop_vvm(vv, v);
+	if (!v->hooked) {
+		v->wanted = false;
+		stop_guest(v);
+		if (vv->en)
+			(void)engine_release(vv->en, v->name);
+	}
+	drop_if_forgotten(vv, v);
 }
 
 static void on_connection_changed(void *userdata, bool connected)
 {
-	(void)userdata;
+	struct virt_vms *vv = userdata;
+
+	vv->connected = connected;
 	log_info("libvirt: %s", connected ? "connected, domains in sync" : "connection lost");
 }
 
@@ -520,11 +590,35 @@ static int hook_prepare(struct virt_vms *vv, struct vvm *v, struct json_object *
 			   v->pages);
 }
 
+/* stopped, release: what the VM held goes; idempotent */
+static int hook_stop(struct virt_vms *vv, struct vvm *v, const char *op, struct json_object **ret)
+{
+	bool held, released = streq(op, "release");
+	char name[VM_NAME_MAX];
+	int r;
+
+	v->wanted = false;
+	held = stop_guest(v);
+	held |= vv->en && engine_release(vv->en, v->name);
+	if (!vv->connected && v->lv_state)
+		v->lv_state = "shutoff"; /* nobody else tells */
+	snprintf(name, sizeof(name), "%s", v->name);
+	if (released && !vv->connected)
+		v->lv_state = NULL; /* known from hooks only: forgotten once it is all gone */
+	if (released)
+		drop_if_forgotten(vv, v);
+	if (!held)
+		return hook_result(ret, "none", "VM '%s': nothing held", name);
+	r = hook_result(ret, streq(op, "stopped") ? "detached" : "released", "VM '%s': released",
+			name);
+	return r;
+}
+
 int virt_vms_hook(struct virt_vms *vv, const char *domain, const char *op, const char *subop,
 		  const char *xml, struct json_object **ret, char *errbuf, size_t errlen)
 {
 	_cleanup_(domain_info_freep) struct domain_info *d = NULL;
-	bool running_guest;
+	bool stopping;
 	struct vvm *v;
 	char err[512] = "";
 	int r;
@@ -533,12 +627,16 @@ int virt_vms_hook(struct virt_vms *vv, const char *domain, const char *op, const
 	if (!streq(op, "prepare") && !streq(op, "started") && !streq(op, "stopped") &&
 	    !streq(op, "release") && !streq(op, "reconnect"))
 		return hook_result(ret, "none", "VM '%.64s': nothing to do at '%.32s'", domain, op);
+	stopping = streq(op, "stopped") || streq(op, "release");
 	r = domain_xml_parse(xml, strlen(xml), &d, err, sizeof(err));
 	if (r < 0) {
 		snprintf(errbuf, errlen, "VM '%.64s': its domain XML cannot be read: %s", domain,
 			 err);
-		/* a stop never fails for vpmd's sake */
-		if (streq(op, "stopped") || streq(op, "release"))
+		/* a stop never fails for vpmd's sake, and what the VM held goes by its name */
+		v = stopping ? find_vvm(vv, domain) : NULL;
+		if (v)
+			return hook_stop(vv, v, op, ret);
+		if (stopping)
 			return hook_result(ret, "none", "%s", errbuf);
 		return r;
 	}
@@ -551,32 +649,35 @@ int virt_vms_hook(struct virt_vms *vv, const char *domain, const char *op, const
 	if (!v && d->n_pmdevs == 0)
 		return hook_result(ret, "none", "VM '%.64s' has no PM device", d->name);
 	if (!v && !(v = get_vvm(vv, d->name))) {
-		if (strlen(d->name) >= VM_NAME_MAX && d->has_policy) {
+		if (strlen(d->name) >= VM_NAME_MAX && d->has_policy && !stopping) {
 			snprintf(errbuf, errlen, "VM '%.64s...' has a VPM policy but its name is "
 						 "longer than %d bytes, which vpmd cannot serve; "
 						 "rename it",
 				 d->name, VM_NAME_MAX - 1);
 			return -ENAMETOOLONG;
 		}
+		if (d->has_policy && !stopping) {
+			snprintf(errbuf, errlen, "VM '%.64s' has a VPM policy but vpmd already follows "
+						 "%d VMs with PM; stop some first",
+				 d->name, VIRT_VMS_MAX);
+			return -EMLINK;
+		}
 		return hook_result(ret, "none", "VM '%.64s' is not served by vpmd", d->name);
 	}
+	v->hooked = true;
 	if (learn(v, d))
 		apply_policy(vv, v);
 	if (streq(op, "prepare"))
 		return hook_prepare(vv, v, ret, errbuf, errlen);
 	if (streq(op, "started") || streq(op, "reconnect")) {
-		if (!v->lv_state)
+		if (!vv->connected)
 			v->lv_state = "running";
+		v->wanted = true;
 		ensure_guest(vv, v);
 		return hook_result(ret, streq(op, "started") ? "attached" : "reattached",
 				   "VM '%s': served by vpmd", v->name);
 	}
-	/* stopped, release: idempotent */
-	running_guest = stop_guest(v);
-	if ((vv->en && engine_release(vv->en, v->name)) || running_guest)
-		return hook_result(ret, streq(op, "stopped") ? "detached" : "released",
-				   "VM '%s': released", v->name);
-	return hook_result(ret, "none", "VM '%s': nothing held", v->name);
+	return hook_stop(vv, v, op, ret);
 }
 
 /* ---- the control plane ------------------------------------------------------------------ */
@@ -616,9 +717,11 @@ static struct json_object *devices_json(const struct vvm *v)
 	for (unsigned i = 0; i < v->n_devs; i++) {
 		const struct vdev *d = &v->devs[i];
 		struct json_object *o = json_object_new_object();
-		int r = json_append(a, o);
+		int r;
 
-		r |= json_add(o, "model", json_object_new_string(d->model == DOMAIN_PMDEV_NVDIMM
+		if (!o || json_append(a, o) < 0)
+			return NULL;
+		r = json_add(o, "model", json_object_new_string(d->model == DOMAIN_PMDEV_NVDIMM
 									 ? "nvdimm"
 									 : "virtio-pmem"));
 		r |= json_add_string_or_null(o, "alias", d->alias[0] ? d->alias : NULL);
@@ -692,6 +795,10 @@ int virt_vms_settings_changed(struct virt_vms *vv, const char *name,
 	/* libvirt VMs only (a hook alone does not make one) */
 	if (!v || !v->uuid[0] || !vv->worker || !v->lv_state)
 		return 0;
+	if (!vv->connected) {
+		snprintf(errbuf, errlen, "vpmd is not connected to libvirt now");
+		return -ENOTCONN;
+	}
 	p = v->policy;
 	if (s->set_ratio) {
 		p.has_ratio = true;

@@ -200,11 +200,6 @@ static int on_requests(sd_event_source *s, int fd, uint32_t revents, void *userd
 	(void)s;
 	(void)fd;
 	(void)revents;
-	if (__atomic_load_n(&w->quit, __ATOMIC_ACQUIRE)) {
-		/* closed while the loop runs: libvirt's free callbacks need it */
-		w->virt = virt_free(w->virt);
-		(void)sd_event_exit(w->loop, 0);
-	}
 	while (m) {
 		struct msg *next = m->next;
 		char err[512] = "";
@@ -217,6 +212,12 @@ static int on_requests(sd_event_source *s, int fd, uint32_t revents, void *userd
 				    m->uuid, err);
 		msg_free(m);
 		m = next;
+	}
+	/* after the requests queued before it: a set-ratio just before a stop is written */
+	if (__atomic_load_n(&w->quit, __ATOMIC_ACQUIRE)) {
+		/* closed while the loop runs: libvirt's free callbacks need it */
+		w->virt = virt_free(w->virt);
+		(void)sd_event_exit(w->loop, 0);
 	}
 	return 0;
 }

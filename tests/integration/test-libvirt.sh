@@ -100,7 +100,7 @@ expect_rc 0 hook huge 65536 stopped
 expect_rc 0 hook huge 65536 release
 expect_rc 0 hook small 32 release
 list
-jq_check '.libvirt.vms[] | select(.name == "small") | .reserved == false' "$T/list.json"
+jq_check '[.libvirt.vms[] | select(.name == "small")] | all(.reserved == false)' "$T/list.json"
 expect_rc 0 hook small 32 release
 # started attaches (a sim guest of its size), stopped detaches
 expect_rc 0 hook small 32 prepare

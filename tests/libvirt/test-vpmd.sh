@@ -166,5 +166,15 @@ lv_virsh destroy fits >/dev/null || fail "virsh destroy fits failed"
 wait_for '[.vms[].name] | index("fits") == null' 30
 wait_for '.libvirt.vms[] | select(.name == "fits") | .state == "shutoff" and .reserved == false and .sim_guest_pid == null'
 
+step "destroy and start again at once: the old guest's last commit does not keep the new start unserved"
+lv_virsh start fits >/dev/null || fail "virsh start fits (again) failed"
+wait_for '.vms[] | select(.name == "fits") | .libvirt_state == "running"' 30
+lv_virsh destroy fits >/dev/null || fail "virsh destroy fits (again) failed"
+lv_virsh start fits >/dev/null || fail "virsh start fits (third) failed"
+wait_for '.vms[] | select(.name == "fits") | .libvirt_state == "running"' 30
+wait_for '.libvirt.vms[] | select(.name == "fits") | .reserved == false and .sim_guest_pid != null'
+lv_virsh destroy fits >/dev/null || fail "virsh destroy fits (third) failed"
+wait_for '[.vms[].name] | index("fits") == null' 30
+
 stop_vpmd_and_guests
 lv_log "passed in $SECONDS s"
