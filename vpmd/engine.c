@@ -1381,7 +1381,10 @@ static int apply_settings(struct vm *vm, const struct engine_settings *s, char *
 	}
 	if (s->priority >= 0)
 		vm->priority = s->priority;
-	if (epoch_usec_valid(s->epoch_usec) && s->epoch_usec != vm->epoch_usec) {
+	if (s->reset_epoch && vm->epoch_usec) {
+		vm->epoch_usec = 0;
+		(void)sd_event_source_set_time_relative(vm->epoch_timer, vm_epoch_usec(vm));
+	} else if (epoch_usec_valid(s->epoch_usec) && s->epoch_usec != vm->epoch_usec) {
 		vm->epoch_usec = s->epoch_usec;
 		(void)sd_event_source_set_time_relative(vm->epoch_timer, vm->epoch_usec);
 	}
@@ -1759,6 +1762,16 @@ bool engine_release(struct engine *en, const char *name)
 			return true;
 		}
 	return false;
+}
+
+void engine_default_settings(struct engine *en, struct engine_settings *s)
+{
+	*s = (struct engine_settings){ .set_ratio = true,
+				       .ratio = en->default_ratio,
+				       .mode = VM_MODE_EPOCH,
+				       .policy = POLICY_VPM,
+				       .priority = 50,
+				       .reset_epoch = true };
 }
 
 bool engine_reserved(struct engine *en, const char *name)

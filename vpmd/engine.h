@@ -71,7 +71,11 @@ struct engine_settings {
 	int policy;          /* enum policy_kind, or -1 */
 	int priority;        /* 0..100, or -1 */
 	uint64_t epoch_usec; /* the VM's own epoch interval, or 0: unchanged */
+	bool reset_epoch;    /* back to the configured epoch interval */
 };
+
+/* The settings of a VM that has none of its own: vpmd.conf's (ratio, mode epoch, ...). */
+void engine_default_settings(struct engine *en, struct engine_settings *s);
 
 /* Change one VM (name) or all (NULL): all or nothing; ret lists the VMs changed. */
 int engine_vm_set(struct engine *en, const char *name, const struct engine_settings *s,

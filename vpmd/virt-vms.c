@@ -445,11 +445,24 @@ static void apply_policy(struct virt_vms *vv, struct vvm *v)
 	char err[512] = "";
 	int r;
 
-	if (!vv->en || !engine_vm_attached(vv->en, v->name) || !v->has_policy)
+	if (!vv->en || !engine_vm_attached(vv->en, v->name))
 		return;
-	policy_to_settings(&v->policy, &s);
-	if (!s.set_ratio && s.mode < 0 && s.policy < 0 && s.priority < 0 && !s.epoch_usec)
-		return;
+	/* the metadata is the VM's setting: what it leaves out is vpmd.conf's */
+	engine_default_settings(vv->en, &s);
+	if (v->has_policy) {
+		if (v->policy.has_ratio)
+			s.ratio = v->policy.ratio;
+		if (v->policy.mode >= 0)
+			s.mode = v->policy.mode;
+		if (v->policy.policy >= 0)
+			s.policy = v->policy.policy;
+		if (v->policy.priority >= 0)
+			s.priority = v->policy.priority;
+		if (v->policy.epoch_interval) {
+			s.epoch_usec = v->policy.epoch_interval;
+			s.reset_epoch = false;
+		}
+	}
 	r = engine_vm_set(vv->en, v->name, &s, &o, err, sizeof(err));
 	if (r < 0)
 		log_warning("VM '%s': the policy in its domain metadata cannot apply: %s", v->name,
