@@ -928,6 +928,8 @@ static int run_set(const struct args *a, enum setting what)
 	}
 	if (r < 0)
 		return fail(r);
+	if (vpm_warningmsg())
+		fprintf(stderr, "vpmctl: warning: %s\n", vpm_warningmsg());
 
 	/* the VMs changed: the one named, or all that are attached now */
 	r = vpm_vm_list_get(ctx, &first);

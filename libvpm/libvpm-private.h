@@ -11,6 +11,9 @@
 #include "vpm/libvpm.h"
 
 /* Record the calling thread's error message; returns -abs(error). */
+/* Keep the "warnings" of a successful reply for vpm_warningmsg(). */
+struct json_object;
+void vpm_set_warnings(struct json_object *result);
 int vpm_set_error(int error, const char *fmt, ...) _printf_(2, 3);
 
 /* Send one request and wait for its reply; on success *ret_result is a new reference. */

@@ -24,10 +24,35 @@ struct vpm_ctx {
 };
 
 static __thread char errmsg[1024];
+static __thread char warnmsg[1024];
 
 _public_ const char *vpm_errormsg(void)
 {
 	return errmsg[0] ? errmsg : "no error";
+}
+
+_public_ const char *vpm_warningmsg(void)
+{
+	return warnmsg[0] ? warnmsg : NULL;
+}
+
+/* The warnings of a reply ("warnings": array of strings), one per line; none clears them. */
+void vpm_set_warnings(struct json_object *result)
+{
+	struct json_object *a;
+	size_t n = 0;
+
+	warnmsg[0] = '\0';
+	if (!result || !json_object_object_get_ex(result, "warnings", &a) ||
+	    !json_object_is_type(a, json_type_array))
+		return;
+	for (size_t i = 0; i < json_object_array_length(a) && n < sizeof(warnmsg) - 1; i++) {
+		struct json_object *w = json_object_array_get_idx(a, i);
+
+		if (json_object_is_type(w, json_type_string))
+			n += (size_t)snprintf(warnmsg + n, sizeof(warnmsg) - n, "%s%s",
+					      n ? "\n" : "", json_object_get_string(w));
+	}
 }
 
 int vpm_set_error(int error, const char *fmt, ...)

@@ -439,7 +439,11 @@ static int vm_set(struct vpm_ctx *ctx, const char *fn, const char *name, const c
 		r = json_add(params, "all", json_object_new_boolean(true));
 	if (r < 0)
 		return vpm_set_error(ENOMEM, "out of memory");
-	return vpm_call(ctx, "vm-set", params, &result);
+	vpm_set_warnings(NULL);
+	r = vpm_call(ctx, "vm-set", params, &result);
+	if (r >= 0)
+		vpm_set_warnings(result);
+	return r;
 }
 
 _public_ int vpm_vm_set_ratio(struct vpm_ctx *ctx, const char *name, double ratio)

@@ -38,6 +38,12 @@ const char *vpm_version(void);
 const char *vpm_errormsg(void);
 
 /*
+ * What the calling thread's last vpm_vm_set_*() call that succeeded was warned about, one
+ * warning per line (e.g. a libvirt VM whose domain metadata could not be updated), or NULL.
+ */
+const char *vpm_warningmsg(void);
+
+/*
  * Create a context for the vpmd listening on socket_path; NULL means $VPM_SOCKET, or
  * VPM_SOCKET_DEFAULT when that is unset. Connects lazily, on the first call that needs it.
  */

@@ -273,8 +273,31 @@ START_TEST(test_vm_set_requests)
 	json_object_put(p);
 
 	ck_assert_int_eq(f.requests, 5);
+	ck_assert_ptr_null(vpm_warningmsg()); /* a reply without warnings */
 	vpm_unref(ctx);
 	fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_vm_set_warnings)
+{
+	struct fake f;
+	struct vpm_ctx *ctx;
+
+	fake_start(&f, "{\"vms\": [], \"warnings\": [\"VM 'a': metadata not updated\", 7, "
+		       "\"VM 'b': metadata not updated\"]}");
+	ctx = ctx_for(f.path);
+	ck_assert_int_eq(vpm_vm_set_ratio(ctx, NULL, 2.0), 0);
+	ck_assert_str_eq(vpm_warningmsg(),
+			 "VM 'a': metadata not updated\nVM 'b': metadata not updated");
+	/* a failed call does not leave the last one's warnings behind */
+	ck_assert_int_eq(vpm_vm_set_ratio(ctx, NULL, 0.5), -EINVAL);
+	vpm_unref(ctx);
+	fake_stop(&f);
+	ctx = ctx_for("/nonexistent/vpmd.sock");
+	ck_assert_int_eq(vpm_vm_set_ratio(ctx, "kv1", 2.0), -ENOENT);
+	ck_assert_ptr_null(vpm_warningmsg());
+	vpm_unref(ctx);
 }
 END_TEST
 
@@ -838,6 +861,7 @@ static Suite *libvpm_suite(void)
 	tcase_add_test(tc, test_null_objects);
 	tcase_add_test(tc, test_vm_set_requests);
 	tcase_add_test(tc, test_vm_set_error);
+	tcase_add_test(tc, test_vm_set_warnings);
 	tcase_add_test(tc, test_vm_list_summary);
 	tcase_add_test(tc, test_vm_list_libvirt);
 	tcase_add_test(tc, test_vm_list_libvirt_disconnected);
