@@ -905,8 +905,21 @@ int daemon_reload(struct daemon *d, char **ret_error, struct json_object **ret_w
 	log_set_max_level(c->log_level);
 	limits = limits_from_config(c);
 	control_server_set_limits(d->control, &limits);
-	if (d->engine)
-		engine_reconfigure(d->engine, c);
+	if (d->engine) {
+		uint64_t over = engine_reconfigure(d->engine, c);
+		char msg[256];
+
+		if (over > 0) {
+			snprintf(msg, sizeof(msg),
+				 "dram_budget is %" PRIu64 " pages below what the running VMs were "
+				 "admitted with; they keep it, and new VMs and changes of ratio are "
+				 "refused until they fit",
+				 over);
+			log_warning("%s", msg);
+			if (json_append(warnings, json_object_new_string(msg)) < 0)
+				log_oom();
+		}
+	}
 	config_free(d->config);
 	d->config = TAKE_PTR(c);
 	d->reloads++;

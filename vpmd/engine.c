@@ -1825,12 +1825,20 @@ static int on_checkpoint(sd_event_source *s, uint64_t usec, void *userdata)
 	return sd_event_source_set_time_relative(s, CHECKPOINT_USEC);
 }
 
-void engine_reconfigure(struct engine *en, const struct vpmd_config *c)
+uint64_t engine_reconfigure(struct engine *en, const struct vpmd_config *c)
 {
+	uint64_t dram = 0;
+
 	en->epoch_usec = c->epoch_interval_usec; /* each VM's timer takes it when it next fires */
 	en->dram_budget_pages = c->dram_budget / PM_PAGE_SIZE;
 	en->default_ratio = c->default_ratio;
 	en->rate_pages = (double)c->migration_rate / PM_PAGE_SIZE;
+	/* running VMs keep what they were admitted with; the new budget binds what comes next */
+	for (struct vm *vm = en->vms; vm; vm = vm->next)
+		dram += vm->dram_share + vm->headroom;
+	for (struct reservation *rv = en->resv; rv; rv = rv->next)
+		dram += rv->dram;
+	return dram > en->dram_budget_pages ? dram - en->dram_budget_pages : 0;
 }
 
 int engine_new(sd_event *event, const struct vpmd_config *c, struct pool *pool,
@@ -1850,7 +1858,7 @@ int engine_new(sd_event *event, const struct vpmd_config *c, struct pool *pool,
 	en->event = event;
 	en->pool = pool;
 	en->store = pool->store;
-	engine_reconfigure(en, c);
+	(void)engine_reconfigure(en, c);
 	en->tokens_usec = now_usec(CLOCK_MONOTONIC);
 	r = copy_crew_new(c->copy_threads, &en->crew);
 	if (r < 0) {

@@ -51,8 +51,12 @@ int vm_mode_from_string(const char *s);
 int engine_new(sd_event *event, const struct vpmd_config *c, struct pool *pool,
 	       struct engine **ret);
 struct engine *engine_free(struct engine *en);
-/* A reload: epoch interval, DRAM budget, migration rate and default ratio. */
-void engine_reconfigure(struct engine *en, const struct vpmd_config *c);
+/*
+ * A reload: epoch interval, DRAM budget, migration rate and default ratio. Returns how many
+ * DRAM pages the running (and starting) VMs were admitted with beyond the new budget: they
+ * keep them, and new VMs and changes of ratio are refused until the VMs fit again.
+ */
+uint64_t engine_reconfigure(struct engine *en, const struct vpmd_config *c);
 /* The pool whose devices back the VMs. */
 struct pool *engine_pool(struct engine *en);
 uint64_t engine_pm_frames_offset(struct engine *en);

@@ -112,6 +112,15 @@ jq_check '.totals.dram_budget_pages == 2816' "$T/stats.json"
 expect_rc 0 ctl stats a
 expect_grep "^a " "$T/stdout"
 
+# ---- a reload that lowers dram_budget below what the VMs hold: they keep it, with a warning
+sed -i 's/^dram_budget = 11M$/dram_budget = 1M/' "$CONF"
+expect_rc 0 ctl -j reload
+jq_check '.warnings | any(test("dram_budget is [0-9]+ pages below"))' "$T/stdout"
+jq_check '.vms | length == 2' <(ctl -j list)
+expect_rc 1 ctl set-ratio a 4
+sed -i 's/^dram_budget = 1M$/dram_budget = 11M/' "$CONF"
+expect_rc 0 ctl reload
+
 # ---- settings survive a restart; the running guests re-attach ----
 stop_vpmd
 sleep 0.3
