@@ -22,7 +22,7 @@
 #define VPM_PROTOCOL_VERSION 1
 
 /* Requests larger than this are refused (vpmd's max_request_size may lower it). */
-#define VPM_REQUEST_MAX_DEFAULT (64u * 1024u)
+#define VPM_REQUEST_MAX_DEFAULT (256u * 1024u) /* a hook's domain XML fits */
 #define VPM_REQUEST_MAX_LIMIT   (1024u * 1024u)
 /* Replies larger than this are refused by clients. */
 #define VPM_REPLY_MAX (16u * 1024u * 1024u)
