@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # run-rig.sh - boot Debian's kernel under QEMU TCG with the KVM modules built by
-# build-modules.sh and run kvm-smoke against them inside the VM.
+# build-modules.sh and run kvm-smoke and vpm-enable against them inside the VM.
 #
-# Usage: run-rig.sh [--cpu max|qemu64] [--modules DIR]
+# Usage: run-rig.sh [--cpu max|qemu64] [--modules DIR] [--require-vpm]
 #
 #   --cpu max      (default) QEMU's emulated AMD CPU with SVM and nested paging (NPT):
 #                  KVM runs with NPT and the TDP MMU
@@ -12,17 +12,21 @@
 #                  KVM runs with shadow paging
 #   --modules DIR  build-modules.sh's output (default: /var/cache/vpm-kvm/out): vmlinuz,
 #                  irqbypass.ko, ccp.ko, kvm.ko, kvm-amd.ko
+#   --require-vpm  fail unless vpm-enable passed (the modules must have KVM_CAP_VPM)
 #
-# Builds kvm-smoke (gcc -static) and an initramfs (busybox-static, the modules,
-# kvm-smoke, an /init that loads irqbypass, ccp, kvm, kvm-amd, prints the kernel's
-# KVM/SVM lines, runs kvm-smoke, prints "RIG: PASS" or "RIG: FAIL ..." and powers off),
+# Builds the tests (gcc -static: tests/kvm-smoke.c, tests/vpm-enable.c) and an initramfs
+# (busybox-static, the modules, the tests, an /init that loads irqbypass, ccp, kvm,
+# kvm-amd, prints the kernel's KVM/SVM lines, runs kvm-smoke, then vpm-enable, which
+# skips (exit 77) when the modules do not report KVM_CAP_VPM, prints "RIG: PASS" or
+# "RIG: FAIL ..." and powers off),
 # then boots it with qemu-system-x86_64 -accel tcg, bounded by timeout (RIG_TIMEOUT
 # seconds, default 300).  QEMU exits 0 on power-off whatever happened inside, so the
 # verdict comes from the console log, kept in /var/cache/vpm-kvm/rig/CPU/console.log.
 #
 # Exit codes: 0 the log says "RIG: PASS" and the paging mode is the expected one (nested
-# paging enabled with --cpu max, disabled with --cpu qemu64); 1 otherwise (the tail of
-# the console log is printed); 2 usage error.
+# paging enabled with --cpu max, disabled with --cpu qemu64), and with --require-vpm it
+# says "VPM-ENABLE: PASS"; 1 otherwise (the tail of the console log is printed); 2 usage
+# error.
 
 set -euo pipefail
 
@@ -34,9 +38,11 @@ RIG_NAME=run-rig
 CPU=max
 MODULES=$VPM_KVM_CACHE/out
 TIMEOUT=${RIG_TIMEOUT:-300}
+REQUIRE_VPM=0
+TESTS="kvm-smoke vpm-enable"
 
 usage() {
-	sed -n '6,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	sed -n '6,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 }
 
@@ -44,6 +50,7 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--cpu) [ $# -ge 2 ] || usage; CPU=$2; shift 2 ;;
 	--modules) [ $# -ge 2 ] || usage; MODULES=$2; shift 2 ;;
+	--require-vpm) REQUIRE_VPM=1; shift ;;
 	-h|--help) usage ;;
 	*) echo "run-rig: unknown argument: $1" >&2; usage ;;
 	esac
@@ -75,14 +82,26 @@ check_inputs() {
 		"$MODULES/BUILD-INFO" 2>/dev/null || echo "no BUILD-INFO")"
 }
 
-build_smoke() {
-	local src=$HERE/tests/kvm-smoke.c bin=$VPM_KVM_CACHE/rig/kvm-smoke
-	if [ "$bin" -nt "$src" ]; then
+# Each test is one .c file plus the shared headers; rebuild when any of them is newer.
+build_tests() {
+	local t src bin dep built=
+	for t in $TESTS; do
+		src=$HERE/tests/$t.c
+		bin=$VPM_KVM_CACHE/rig/$t
+		for dep in "$src" "$HERE/tests/kvm-lib.h" "$HERE/include/linux/vpm-kvm.h"; do
+			if [ ! "$bin" -nt "$dep" ]; then
+				gcc -static -O2 -Wall -Wextra -Werror -o "$bin.tmp" "$src"
+				mv "$bin.tmp" "$bin"
+				built="$built $t"
+				break
+			fi
+		done
+	done
+	if [ -n "$built" ]; then
+		rig_note "built$built"
+	else
 		rig_note "up to date"
-		return 0
 	fi
-	gcc -static -O2 -Wall -Wextra -Werror -o "$bin.tmp" "$src"
-	mv "$bin.tmp" "$bin"
 }
 
 # The VM's /init: quoted, nothing here is expanded on the host.
@@ -111,6 +130,16 @@ echo "RIG: tdp_mmu=$(cat /sys/module/kvm/parameters/tdp_mmu 2>/dev/null || echo 
 if [ -z "$why" ]; then
 	/bin/kvm-smoke || why="kvm-smoke failed"
 fi
+# vpm-enable exits 77 (skip) when KVM does not report KVM_CAP_VPM (stock modules).
+if [ -z "$why" ]; then
+	rc=0
+	/bin/vpm-enable || rc=$?
+	case $rc in
+	0) echo "RIG: vpm-enable passed" ;;
+	77) echo "RIG: vpm-enable skipped: no KVM_CAP_VPM" ;;
+	*) why="vpm-enable failed" ;;
+	esac
+fi
 if dmesg | grep -q -E 'BUG:|WARNING:|Oops|general protection'; then
 	echo "RIG: kernel warnings:"
 	dmesg | grep -A 20 -E 'BUG:|WARNING:|Oops|general protection'
@@ -132,7 +161,9 @@ build_initrd() {
 	mkdir -p "$root"/{bin,dev,proc,sys,lib/modules}
 	cp /bin/busybox "$root/bin/busybox"
 	file_is_static "$root/bin/busybox"
-	cp "$VPM_KVM_CACHE/rig/kvm-smoke" "$root/bin/kvm-smoke"
+	for m in $TESTS; do
+		cp "$VPM_KVM_CACHE/rig/$m" "$root/bin/$m"
+	done
 	for m in irqbypass ccp kvm kvm-amd; do
 		cp "$MODULES/$m.ko" "$root/lib/modules/"
 	done
@@ -180,7 +211,7 @@ flock -s -w 1800 9 || rig_die "cannot lock $VPM_KVM_CACHE/.lock"
 
 T0=$(date +%s.%N)
 rig_step "inputs ($MODULES)" check_inputs
-rig_step "build kvm-smoke" build_smoke
+rig_step "build tests" build_tests
 rig_step "initramfs" build_initrd
 exec 9>&-
 rig_step "boot and test (-cpu $QEMU_CPU)" boot
@@ -195,11 +226,21 @@ fi
 if [ -z "$fail" ] && [ "$WANT_NPT" = Y ] && ! grep -q 'Nested Paging enabled' "$CONSOLE"; then
 	fail="the kernel log does not say 'Nested Paging enabled'"
 fi
+if [ -z "$fail" ] && [ "$REQUIRE_VPM" = 1 ] && ! grep -q '^VPM-ENABLE: PASS' "$CONSOLE"; then
+	fail="no 'VPM-ENABLE: PASS' in the console log (--require-vpm): $(grep -m1 \
+		'^VPM-ENABLE: ' "$CONSOLE" || echo 'vpm-enable did not run')"
+fi
 if [ -n "$fail" ]; then
 	echo "run-rig: FAIL (-cpu $QEMU_CPU): $fail; last lines of $CONSOLE:" >&2
 	tail -n 40 "$CONSOLE" | sed 's/^/  | /' >&2
 	exit 1
 fi
 paging=$([ "$npt" = Y ] && echo "nested paging" || echo "shadow paging")
-echo "run-rig: PASS (-cpu $QEMU_CPU, $paging, $(grep -c '^kvm-smoke: ok' "$CONSOLE") checks)" \
-	"in $(rig_elapsed "$T0")s"
+vpm=$(grep -c '^vpm-enable: ok' "$CONSOLE" || true)
+if grep -q '^VPM-ENABLE: PASS' "$CONSOLE"; then
+	vpm="vpm-enable $vpm checks"
+else
+	vpm="vpm-enable skipped"
+fi
+echo "run-rig: PASS (-cpu $QEMU_CPU, $paging, kvm-smoke $(grep -c '^kvm-smoke: ok' "$CONSOLE")" \
+	"checks, $vpm) in $(rig_elapsed "$T0")s"

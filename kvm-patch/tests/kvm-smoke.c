@@ -19,22 +19,18 @@
  * Output: one line per check, then "KVM-SMOKE: PASS" or "KVM-SMOKE: FAIL <why>".
  * Exit codes: 0 pass, 1 fail.
  *
- * Build: gcc -static -O2 -Wall -o kvm-smoke kvm-smoke.c
+ * Build: gcc -static -O2 -Wall -o kvm-smoke kvm-smoke.c (with kvm-lib.h next to it)
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
-#define PAGE_SIZE	4096UL
+#define KVM_LIB_NAME	"kvm-smoke"
+#define KVM_LIB_VERDICT	"KVM-SMOKE"
+#include "kvm-lib.h"
+
 #define CODE_GPA	0x1000UL
 #define DATA_GPA	0x2000UL
 #define DATA_PAGES	2
@@ -61,62 +57,12 @@ static const uint8_t guest_code[] = {
 	0xeb, 0xfe,			/* jmp	$ */
 };
 
-static int checks_failed;
 static volatile sig_atomic_t timed_out;
-
-static void fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("KVM-SMOKE: FAIL ");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-	exit(1);
-}
-
-/* check - print one line for a check; a failed check ends the test. */
-static void check(int ok, const char *fmt, ...)
-{
-	char what[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
-	va_end(ap);
-	printf("kvm-smoke: %-4s %s\n", ok ? "ok" : "FAIL", what);
-	fflush(stdout);
-	if (!ok) {
-		checks_failed++;
-		fail("%s", what);
-	}
-}
-
-static int xioctl(int fd, unsigned long req, void *arg, const char *name)
-{
-	int r = ioctl(fd, req, arg);
-
-	if (r < 0)
-		fail("%s: %s", name, strerror(errno));
-	return r;
-}
 
 static void on_alarm(int sig)
 {
 	(void)sig;
 	timed_out = 1;
-}
-
-static void *alloc_pages(size_t n)
-{
-	void *p = mmap(NULL, n * PAGE_SIZE, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED)
-		fail("mmap %zu pages: %s", n, strerror(errno));
-	return p;
 }
 
 static void describe_exit(int vcpu, struct kvm_run *run, char *buf, size_t len)
