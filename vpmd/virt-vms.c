@@ -804,6 +804,7 @@ int virt_vms_settings_changed(struct virt_vms *vv, const char *name,
 {
 	struct vvm *v = vv ? find_vvm(vv, name) : NULL;
 	struct domain_policy p;
+	int r;
 
 	/* libvirt VMs only (a hook alone does not make one) */
 	if (!v || !v->uuid[0] || !vv->worker || !v->lv_state)
@@ -828,11 +829,11 @@ int virt_vms_settings_changed(struct virt_vms *vv, const char *name,
 	/* known before libvirt's event comes back: that event then changes nothing */
 	v->policy = p;
 	v->has_policy = true;
-	if (virt_worker_set_policy(vv->worker, v->uuid, &p) < 0) {
-		snprintf(errbuf, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	return 0;
+	r = virt_worker_set_policy(vv->worker, v->uuid, &p);
+	if (r < 0)
+		snprintf(errbuf, errlen, "%s", r == -ENOTCONN ? "vpmd no longer follows libvirt"
+							      : "out of memory");
+	return r;
 }
 
 /* ---- set-up ----------------------------------------------------------------------------- */

@@ -61,7 +61,8 @@ struct virt_worker {
 	pthread_mutex_t ready_lock;
 	pthread_cond_t ready_cond;
 	bool ready;
-	bool quit; /* atomic: the thread is to end */
+	bool quit;  /* atomic: the thread is to end */
+	bool ended; /* atomic: the thread's loop has ended; requests go nowhere */
 };
 
 /* ---- queues ----------------------------------------------------------------------------- */
@@ -278,7 +279,14 @@ static void *worker_main(void *userdata)
 
 	signal_ready(w, r);
 	if (r >= 0)
-		(void)sd_event_loop(w->loop);
+		r = sd_event_loop(w->loop);
+	if (r < 0 && !__atomic_load_n(&w->quit, __ATOMIC_ACQUIRE)) {
+		/* the thread ends on its own: the main loop must not think libvirt is followed */
+		log_error_errno(r, "libvirt: the connection's event loop failed: %m; libvirt's VMs "
+				   "are no longer followed until vpmd restarts");
+		on_connection(w, false);
+	}
+	__atomic_store_n(&w->ended, true, __ATOMIC_RELEASE);
 	w->virt = virt_free(w->virt);
 	virt_event_unbind();
 	w->thread_source = sd_event_source_disable_unref(w->thread_source);
@@ -324,8 +332,11 @@ static int on_reports(sd_event_source *s, int fd, uint32_t revents, void *userda
 
 int virt_worker_set_policy(struct virt_worker *w, const char *uuid, const struct domain_policy *p)
 {
-	struct msg *m = calloc(1, sizeof(*m));
+	struct msg *m;
 
+	if (__atomic_load_n(&w->ended, __ATOMIC_ACQUIRE))
+		return -ENOTCONN;
+	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
 	m->kind = MSG_SET_POLICY;

@@ -34,7 +34,7 @@ struct json_object *virt_worker_status_json(struct virt_worker *w);
 
 /*
  * Write p (NULL: remove) as the policy in the domain's metadata, on the thread; a failure is
- * logged. Returns 0, or -ENOMEM when the request could not be queued.
+ * logged. Returns 0, -ENOTCONN when the thread has ended, or -ENOMEM.
  */
 int virt_worker_set_policy(struct virt_worker *w, const char *uuid, const struct domain_policy *p);
 
