@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # run-rig.sh - boot Debian's kernel under QEMU TCG with the KVM modules built by
-# build-modules.sh and run kvm-smoke and vpm-enable against them inside the VM.
+# build-modules.sh and run kvm-smoke, vpm-enable and vpm-map against them inside the VM.
 #
-# Usage: run-rig.sh [--cpu max|qemu64] [--modules DIR] [--require-vpm]
+# Usage: run-rig.sh [--cpu max|qemu64] [--modules DIR] [--require-vpm] [--require-vpm-map]
 #
 #   --cpu max      (default) QEMU's emulated AMD CPU with SVM and nested paging (NPT):
 #                  KVM runs with NPT and the TDP MMU
@@ -13,19 +13,21 @@
 #   --modules DIR  build-modules.sh's output (default: /var/cache/vpm-kvm/out): vmlinuz,
 #                  irqbypass.ko, ccp.ko, kvm.ko, kvm-amd.ko
 #   --require-vpm  fail unless vpm-enable passed (the modules must have KVM_CAP_VPM)
+#   --require-vpm-map  fail unless vpm-map passed (the modules must have KVM_VPM_MAP)
 #
-# Builds the tests (gcc -static: tests/kvm-smoke.c, tests/vpm-enable.c) and an initramfs
-# (busybox-static, the modules, the tests, an /init that loads irqbypass, ccp, kvm,
-# kvm-amd, prints the kernel's KVM/SVM lines, runs kvm-smoke, then vpm-enable, which
-# skips (exit 77) when the modules do not report KVM_CAP_VPM, prints "RIG: PASS" or
-# "RIG: FAIL ..." and powers off),
+# Builds the tests (gcc -static: tests/kvm-smoke.c, tests/vpm-enable.c, tests/vpm-map.c)
+# and an initramfs (busybox-static, the modules, the tests, an /init that loads
+# irqbypass, ccp, kvm, kvm-amd, prints the kernel's KVM/SVM lines, runs kvm-smoke, then
+# vpm-enable and vpm-map, which skip (exit 77) when the modules do not have KVM_CAP_VPM
+# or KVM_VPM_MAP, prints "RIG: PASS" or "RIG: FAIL ..." and powers off),
 # then boots it with qemu-system-x86_64 -accel tcg, bounded by timeout (RIG_TIMEOUT
 # seconds, default 300).  QEMU exits 0 on power-off whatever happened inside, so the
 # verdict comes from the console log, kept in /var/cache/vpm-kvm/rig/CPU/console.log.
 #
 # Exit codes: 0 the log says "RIG: PASS" and the paging mode is the expected one (nested
 # paging enabled with --cpu max, disabled with --cpu qemu64), and with --require-vpm it
-# says "VPM-ENABLE: PASS"; 1 otherwise (the tail of the console log is printed); 2 usage
+# says "VPM-ENABLE: PASS" (with --require-vpm-map also "VPM-MAP: PASS"); 1 otherwise (the
+# tail of the console log is printed); 2 usage
 # error.
 
 set -euo pipefail
@@ -39,10 +41,11 @@ CPU=max
 MODULES=$VPM_KVM_CACHE/out
 TIMEOUT=${RIG_TIMEOUT:-300}
 REQUIRE_VPM=0
-TESTS="kvm-smoke vpm-enable"
+REQUIRE_VPM_MAP=0
+TESTS="kvm-smoke vpm-enable vpm-map"
 
 usage() {
-	sed -n '6,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	sed -n '6,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 }
 
@@ -51,6 +54,7 @@ while [ $# -gt 0 ]; do
 	--cpu) [ $# -ge 2 ] || usage; CPU=$2; shift 2 ;;
 	--modules) [ $# -ge 2 ] || usage; MODULES=$2; shift 2 ;;
 	--require-vpm) REQUIRE_VPM=1; shift ;;
+	--require-vpm-map) REQUIRE_VPM_MAP=1; shift ;;
 	-h|--help) usage ;;
 	*) echo "run-rig: unknown argument: $1" >&2; usage ;;
 	esac
@@ -130,16 +134,20 @@ echo "RIG: tdp_mmu=$(cat /sys/module/kvm/parameters/tdp_mmu 2>/dev/null || echo 
 if [ -z "$why" ]; then
 	/bin/kvm-smoke || why="kvm-smoke failed"
 fi
-# vpm-enable exits 77 (skip) when KVM does not report KVM_CAP_VPM (stock modules).
-if [ -z "$why" ]; then
+# run_vpm_test NAME WHAT: a VPM selftest; it exits 77 (skip) when KVM lacks WHAT (stock
+# modules, or an earlier patch of the series only)
+run_vpm_test() {
+	[ -z "$why" ] || return 0
 	rc=0
-	/bin/vpm-enable || rc=$?
+	/bin/$1 || rc=$?
 	case $rc in
-	0) echo "RIG: vpm-enable passed" ;;
-	77) echo "RIG: vpm-enable skipped: no KVM_CAP_VPM" ;;
-	*) why="vpm-enable failed" ;;
+	0) echo "RIG: $1 passed" ;;
+	77) echo "RIG: $1 skipped: no $2" ;;
+	*) why="$1 failed" ;;
 	esac
-fi
+}
+run_vpm_test vpm-enable KVM_CAP_VPM
+run_vpm_test vpm-map KVM_VPM_MAP
 if dmesg | grep -q -E 'BUG:|WARNING:|Oops|general protection'; then
 	echo "RIG: kernel warnings:"
 	dmesg | grep -A 20 -E 'BUG:|WARNING:|Oops|general protection'
@@ -230,6 +238,10 @@ if [ -z "$fail" ] && [ "$REQUIRE_VPM" = 1 ] && ! grep -q '^VPM-ENABLE: PASS' "$C
 	fail="no 'VPM-ENABLE: PASS' in the console log (--require-vpm): $(grep -m1 \
 		'^VPM-ENABLE: ' "$CONSOLE" || echo 'vpm-enable did not run')"
 fi
+if [ -z "$fail" ] && [ "$REQUIRE_VPM_MAP" = 1 ] && ! grep -q '^VPM-MAP: PASS' "$CONSOLE"; then
+	fail="no 'VPM-MAP: PASS' in the console log (--require-vpm-map): $(grep -m1 \
+		'^VPM-MAP: ' "$CONSOLE" || echo 'vpm-map did not run')"
+fi
 if [ -n "$fail" ]; then
 	echo "run-rig: FAIL (-cpu $QEMU_CPU): $fail; last lines of $CONSOLE:" >&2
 	tail -n 40 "$CONSOLE" | sed 's/^/  | /' >&2
@@ -241,6 +253,11 @@ if grep -q '^VPM-ENABLE: PASS' "$CONSOLE"; then
 	vpm="vpm-enable $vpm checks"
 else
 	vpm="vpm-enable skipped"
+fi
+if grep -q '^VPM-MAP: PASS' "$CONSOLE"; then
+	vpm="$vpm, vpm-map $(grep -c '^vpm-map: ok' "$CONSOLE" || true) checks"
+else
+	vpm="$vpm, vpm-map skipped"
 fi
 echo "run-rig: PASS (-cpu $QEMU_CPU, $paging, kvm-smoke $(grep -c '^kvm-smoke: ok' "$CONSOLE")" \
 	"checks, $vpm) in $(rig_elapsed "$T0")s"

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * kvm-lib.h - helpers shared by the rig's standalone KVM tests (kvm-smoke.c, vpm-enable.c).
+ * kvm-lib.h - helpers shared by the rig's standalone KVM tests (kvm-smoke.c, vpm-enable.c,
+ * vpm-map.c).
  *
  * Each test is one static program built from one .c file, so the helpers are static
  * functions in this header.  Define before including it:
@@ -22,6 +23,8 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -109,6 +112,62 @@ static void * __attribute__((unused)) alloc_pages(size_t n)
 	if (p == MAP_FAILED)
 		fail("mmap %zu pages: %s", n, strerror(errno));
 	return p;
+}
+
+/* set_slot - KVM_SET_USER_MEMORY_REGION for slot at gpa, backed by hva. */
+static void __attribute__((unused)) set_slot(int vm, uint32_t slot, uint64_t gpa, uint64_t size,
+					     void *hva)
+{
+	struct kvm_userspace_memory_region region = {
+		.slot = slot,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = (uintptr_t)hva,
+	};
+
+	xioctl(vm, KVM_SET_USER_MEMORY_REGION, &region, "KVM_SET_USER_MEMORY_REGION");
+}
+
+/* err_name - a -errno result by name (an fd or count otherwise), for check lines. */
+static __attribute__((unused)) const char *err_name(int r)
+{
+	static char buf[32];
+
+	switch (r) {
+	case -EINVAL: return "EINVAL";
+	case -EEXIST: return "EEXIST";
+	case -E2BIG: return "E2BIG";
+	case -EFAULT: return "EFAULT";
+	case -ENXIO: return "ENXIO";
+	case -EPERM: return "EPERM";
+	case -EIO: return "EIO";
+	case -EAGAIN: return "EAGAIN";
+	case -ENOTTY: return "ENOTTY";
+	}
+	if (r >= 0)
+		snprintf(buf, sizeof(buf), "%d", r);
+	else
+		snprintf(buf, sizeof(buf), "errno %d", -r);
+	return buf;
+}
+
+/* in_child - run fn(vm) in a forked child (another mm, as vpmd is); its exit status. */
+static int __attribute__((unused)) in_child(int (*fn)(int), int vm, const char *what)
+{
+	pid_t pid;
+	int status;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		fail("fork: %s", strerror(errno));
+	if (pid == 0)
+		_exit(fn(vm));
+	if (waitpid(pid, &status, 0) < 0)
+		fail("waitpid: %s", strerror(errno));
+	if (!WIFEXITED(status))
+		fail("%s: child did not exit (status 0x%x)", what, status);
+	return WEXITSTATUS(status);
 }
 
 #endif /* KVM_LIB_H */

@@ -6,10 +6,11 @@
 # Runs kvm-patch/build-modules.sh (KVM from Debian's linux-source-6.1 plus the patches in
 # kvm-patch/patches, as external modules), then kvm-patch/run-rig.sh with --cpu max
 # (nested paging) and --cpu qemu64 (shadow paging), and prints the time of each.
-# When a patch in kvm-patch/patches adds KVM_CAP_VPM, it first checks that the patch's
-# VPM definitions in include/uapi/linux/kvm.h are identical to
+# When a patch in kvm-patch/patches adds KVM_CAP_VPM, it first checks that the VPM
+# definitions the series adds to include/uapi/linux/kvm.h are identical to
 # kvm-patch/include/linux/vpm-kvm.h, and both rig runs must show "VPM-ENABLE: PASS"
-# (run-rig.sh --require-vpm).
+# (run-rig.sh --require-vpm); when a patch adds KVM_VPM_MAP, also "VPM-MAP: PASS"
+# (--require-vpm-map).
 #
 # Exit codes: 0 all passed; 1 the build or a rig run failed; 77 (skip) the machine
 # cannot run the rig: not root, or no apt-get and neither the cached downloads in
@@ -54,46 +55,64 @@ run() {
 	return "$r"
 }
 
-# vpm_uapi FILE: the VPM definitions of FILE (the project header, or a patch with the
-# leading "+" dropped), from the comment before KVM_CAP_VPM to KVM_VPM_ENABLE.
+# vpm_uapi: the VPM definitions of the text on stdin, from the comment before
+# KVM_CAP_VPM to the end or to the first #endif, without blank lines.
 # shellcheck disable=SC2317 # called through check_uapi and run
 vpm_uapi() {
-	awk '{ sub(/^\+/, "") }
-	pend && / \* KVM_CAP_VPM:/ { on = 1 }
+	awk 'pend && / \* KVM_CAP_VPM:/ { on = 1 }
 	pend { if (on) printf "%s", buf; pend = 0 }
 	!on && /^\/\*$/ { buf = $0 "\n"; pend = 1; next }
-	on { print }
-	on && /^#define KVM_VPM_ENABLE / { exit }' "$1"
+	on && /^#endif/ { exit }
+	on && !/^[ \t]*$/ { print }'
 }
 
-# check_uapi PATCH: the patch and the project header define the same VPM uapi.
+# kvm_h_added PATCH...: the lines the patches add to include/uapi/linux/kvm.h, in order,
+# with the leading "+" dropped.  The patches after the one that adds the VPM block only
+# append to it, so these lines are the block as the series leaves it; a patch that
+# removes a line there makes this fail.
+# shellcheck disable=SC2317 # called through check_uapi and run
+kvm_h_added() {
+	awk 'FNR == 1 { on = 0 }
+	/^diff --git / { on = ($3 == "a/include/uapi/linux/kvm.h"); next }
+	on && /^(\+\+\+|---) / { next }
+	on && /^-/ { printf "%s: removes a line of include/uapi/linux/kvm.h\n",
+		FILENAME > "/dev/stderr"; bad = 1 }
+	on && /^\+/ { print substr($0, 2) }
+	END { exit bad }' "$@"
+}
+
+# check_uapi PATCH...: the series and the project header define the same VPM uapi.
 # shellcheck disable=SC2317 # called through run
 check_uapi() {
-	local hdr=$HERE/include/linux/vpm-kvm.h
-	[ -n "$(vpm_uapi "$hdr")" ] || { echo "no VPM definitions found in $hdr"; return 1; }
-	if ! diff -u <(vpm_uapi "$1") <(vpm_uapi "$hdr"); then
-		echo "test-rig: the VPM definitions of $(basename "$1") differ from $hdr"
+	local hdr=$HERE/include/linux/vpm-kvm.h series
+	[ -n "$(vpm_uapi <"$hdr")" ] || { echo "no VPM definitions found in $hdr"; return 1; }
+	series=$(kvm_h_added "$@") || return 1
+	if ! diff -u <(vpm_uapi <<<"$series") <(vpm_uapi <"$hdr"); then
+		echo "test-rig: the VPM definitions of the series differ from $hdr"
 		return 1
 	fi
-	echo "test-rig: $(basename "$1") and include/linux/vpm-kvm.h define the same VPM uapi" \
-		"($(vpm_uapi "$hdr" | wc -l) lines)"
+	echo "test-rig: the series ($# patches) and include/linux/vpm-kvm.h define the same" \
+		"VPM uapi ($(vpm_uapi <"$hdr" | wc -l) non-blank lines)"
 }
 
-# The patch that adds KVM_CAP_VPM, if the series has it.
-vpm_patch=
+# The patches from the one that adds KVM_CAP_VPM on, if the series has it, and whether
+# one adds KVM_VPM_MAP.
+declare -a vpm_patches=() rig_args=()
+vpm_map=0
 for p in "$HERE"/patches/*.patch; do
-	if [ -f "$p" ] && grep -q '^+#define KVM_CAP_VPM ' "$p"; then
-		vpm_patch=$p
-		break
+	[ -f "$p" ] || continue
+	if [ ${#vpm_patches[@]} -gt 0 ] || grep -q '^+#define KVM_CAP_VPM ' "$p"; then
+		vpm_patches+=("$p")
 	fi
+	! grep -q '^+#define KVM_VPM_MAP ' "$p" || vpm_map=1
 done
-declare -a rig_args=()
-[ -z "$vpm_patch" ] || rig_args=(--require-vpm)
+[ ${#vpm_patches[@]} -eq 0 ] || rig_args=(--require-vpm)
+[ "$vpm_map" = 0 ] || rig_args+=(--require-vpm-map)
 
 T0=$(date +%s.%N)
 ok=1
-if [ -n "$vpm_patch" ]; then
-	run "VPM uapi = vpm-kvm.h" check_uapi "$vpm_patch" || ok=0
+if [ ${#vpm_patches[@]} -gt 0 ]; then
+	run "VPM uapi = vpm-kvm.h" check_uapi "${vpm_patches[@]}" || ok=0
 fi
 if [ "$ok" = 1 ] && run "build-modules" "$HERE/build-modules.sh"; then
 	run "rig -cpu max (NPT)" "$HERE/run-rig.sh" --cpu max ${rig_args[@]+"${rig_args[@]}"} ||

@@ -59,18 +59,6 @@ static int kvm;
 static uint8_t *slot_mem;		/* backs slots 0-2 of every VM */
 static uint8_t *loop_mem;		/* backs the loops' single slot */
 
-static void set_slot(int vm, uint32_t slot, uint64_t gpa, uint64_t size, void *hva)
-{
-	struct kvm_userspace_memory_region region = {
-		.slot = slot,
-		.guest_phys_addr = gpa,
-		.memory_size = size,
-		.userspace_addr = (uintptr_t)hva,
-	};
-
-	xioctl(vm, KVM_SET_USER_MEMORY_REGION, &region, "KVM_SET_USER_MEMORY_REGION");
-}
-
 /* new_vm - a VM with slots 0 and 1 contiguous, a hole, then slot 2. */
 static int new_vm(void)
 {
@@ -91,26 +79,6 @@ static int vpm_enable(int vm, uint64_t gpa, uint64_t size, uint32_t flags, uint3
 	int r = ioctl(vm, KVM_VPM_ENABLE, &args);
 
 	return r < 0 ? -errno : r;
-}
-
-static const char *err_name(int r)
-{
-	static char buf[32];
-
-	switch (r) {
-	case -EINVAL: return "EINVAL";
-	case -EEXIST: return "EEXIST";
-	case -E2BIG: return "E2BIG";
-	case -EPERM: return "EPERM";
-	case -EIO: return "EIO";
-	case -EAGAIN: return "EAGAIN";
-	case -ENOTTY: return "ENOTTY";
-	}
-	if (r >= 0)
-		snprintf(buf, sizeof(buf), "fd %d", r);
-	else
-		snprintf(buf, sizeof(buf), "errno %d", -r);
-	return buf;
 }
 
 /* expect_enable_err - KVM_VPM_ENABLE must fail with -want. */
@@ -194,25 +162,6 @@ static int child_unprivileged(int vm)
 	check(r == -EPERM, "child (other mm, uid nobody, no CAP_SYS_ADMIN): KVM_VPM_ENABLE: %s "
 	      "(want EPERM)", err_name(r));
 	return 0;
-}
-
-/* in_child - run fn(vm) in a forked child; its exit status. */
-static int in_child(int (*fn)(int), int vm, const char *what)
-{
-	pid_t pid;
-	int status;
-
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0)
-		fail("fork: %s", strerror(errno));
-	if (pid == 0)
-		_exit(fn(vm));
-	if (waitpid(pid, &status, 0) < 0)
-		fail("waitpid: %s", strerror(errno));
-	if (!WIFEXITED(status))
-		fail("%s: child did not exit (status 0x%x)", what, status);
-	return WEXITSTATUS(status);
 }
 
 /* meminfo_kb - a /proc/meminfo field in KiB, or -1. */

@@ -46,6 +46,51 @@ struct kvm_vpm_enable {
 
 #define KVM_VPM_ENABLE _IOW(KVMIO, 0xe8, struct kvm_vpm_enable)
 
+/*
+ * KVM_VPM_MAP (vm ioctl, struct kvm_vpm_map): back the gfns of n entries of
+ * the VPM range with pages of the caller's address space.  Each entry names
+ * a gfn of the range and a page-aligned address of a MAP_SHARED mapping
+ * (memfd/shmem or device DAX) of the caller; the page is pinned for as long
+ * as the gfn stays mapped, and the guest may write to it only with
+ * KVM_VPM_MAP_WRITABLE.  A gfn already mapped is remapped.  Every entry is
+ * checked before anything changes: flags or pad not valid, a gfn outside
+ * the range, a gfn twice in one call, an unaligned address or a private
+ * mapping give EINVAL, n > KVM_VPM_MAP_MAX gives E2BIG, and a page that
+ * cannot be pinned gives the pinning error (EFAULT for no mapping).
+ * Without an enabled range, or after its event fd was closed: ENXIO.  For
+ * now a guest write to a read-only entry makes KVM_RUN fail with EFAULT.
+ *
+ * KVM_VPM_UNMAP (vm ioctl, struct kvm_vpm_unmap): drop the entries of
+ * [gfn, gfn + n), which must be inside the range with n > 0 (EINVAL); the
+ * gfns are backed by their memslot again and the pages are unpinned.  gfns
+ * without an entry are skipped.
+ *
+ * Both may be issued by the same callers as KVM_VPM_ENABLE.
+ */
+#define KVM_VPM_MAP_WRITABLE (1U << 0)
+#define KVM_VPM_MAP_MAX 65536
+
+struct kvm_vpm_map_entry {
+	__u64 gfn;
+	__u64 uaddr;
+	__u32 flags;
+	__u32 pad;
+};
+
+struct kvm_vpm_map {
+	__u32 n;
+	__u32 flags;
+	__u64 entries;	/* user pointer to n struct kvm_vpm_map_entry */
+};
+
+struct kvm_vpm_unmap {
+	__u64 gfn;
+	__u64 n;
+};
+
+#define KVM_VPM_MAP _IOW(KVMIO, 0xe9, struct kvm_vpm_map)
+#define KVM_VPM_UNMAP _IOW(KVMIO, 0xea, struct kvm_vpm_unmap)
+
 #endif /* KVM_CAP_VPM */
 
 #endif /* _LINUX_VPM_KVM_H */
