@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -169,5 +170,24 @@ static int __attribute__((unused)) in_child(int (*fn)(int), int vm, const char *
 		fail("%s: child did not exit (status 0x%x)", what, status);
 	return WEXITSTATUS(status);
 }
+
+#ifdef KVM_CAP_VPM
+/* open_kvm_vpm - /dev/kvm, skipping the test when KVM lacks the VPM patches. */
+static int __attribute__((unused)) open_kvm_vpm(void)
+{
+	int fd, r;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		fail("open /dev/kvm: %s", strerror(errno));
+	check(1, "open /dev/kvm");
+	r = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_VPM);
+	if (r <= 0)
+		skip("KVM_CHECK_EXTENSION(KVM_CAP_VPM) = %d: KVM without the VPM patches", r);
+	check(r > 0, "KVM_CHECK_EXTENSION(KVM_CAP_VPM) on /dev/kvm = %d", r);
+	return fd;
+}
+#endif
 
 #endif /* KVM_LIB_H */

@@ -269,16 +269,7 @@ int main(void)
 {
 	int vm, fd, r;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-
-	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (kvm < 0)
-		fail("open /dev/kvm: %s", strerror(errno));
-	check(1, "open /dev/kvm");
-	r = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_VPM);
-	if (r <= 0)
-		skip("KVM_CHECK_EXTENSION(KVM_CAP_VPM) = %d: KVM without the VPM patches", r);
-	check(r > 0, "KVM_CHECK_EXTENSION(KVM_CAP_VPM) on /dev/kvm = %d", r);
+	kvm = open_kvm_vpm();
 
 	slot_mem = alloc_pages(3 * SLOT_PAGES);
 	loop_mem = alloc_pages(LOOP_PAGES);

@@ -402,15 +402,7 @@ int main(void)
 	struct vm v;
 	int r, i;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-
-	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (kvm < 0)
-		fail("open /dev/kvm: %s", strerror(errno));
-	check(1, "open /dev/kvm");
-	r = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_VPM);
-	if (r <= 0)
-		skip("KVM_CHECK_EXTENSION(KVM_CAP_VPM) = %d: KVM without the VPM patches", r);
+	kvm = open_kvm_vpm();
 
 	code_mem = alloc_pages(1);
 	memset(code_mem, 0xf4, PAGE_SIZE);
