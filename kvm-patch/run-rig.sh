@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # run-rig.sh - boot Debian's kernel under QEMU TCG with the KVM modules built by
-# build-modules.sh and run kvm-smoke, vpm-enable and vpm-map against them inside the VM.
+# build-modules.sh and run kvm-smoke, vpm-enable, vpm-map and vpm-harvest against them
+# inside the VM.
 #
 # Usage: run-rig.sh [--cpu max|qemu64] [--modules DIR] [--require-vpm] [--require-vpm-map]
+#                   [--require-vpm-harvest]
 #
 #   --cpu max      (default) QEMU's emulated AMD CPU with SVM and nested paging (NPT):
 #                  KVM runs with NPT and the TDP MMU
@@ -14,19 +16,23 @@
 #                  irqbypass.ko, ccp.ko, kvm.ko, kvm-amd.ko
 #   --require-vpm  fail unless vpm-enable passed (the modules must have KVM_CAP_VPM)
 #   --require-vpm-map  fail unless vpm-map passed (the modules must have KVM_VPM_MAP)
+#   --require-vpm-harvest  fail unless vpm-harvest passed (the modules must have
+#                  KVM_VPM_HARVEST)
 #
-# Builds the tests (gcc -static: tests/kvm-smoke.c, tests/vpm-enable.c, tests/vpm-map.c)
+# Builds the tests (gcc -static: tests/kvm-smoke.c, tests/vpm-enable.c, tests/vpm-map.c,
+# tests/vpm-harvest.c)
 # and an initramfs (busybox-static, the modules, the tests, an /init that loads
 # irqbypass, ccp, kvm, kvm-amd, prints the kernel's KVM/SVM lines, runs kvm-smoke, then
-# vpm-enable and vpm-map, which skip (exit 77) when the modules do not have KVM_CAP_VPM
-# or KVM_VPM_MAP, prints "RIG: PASS" or "RIG: FAIL ..." and powers off),
+# vpm-enable, vpm-map and vpm-harvest, which skip (exit 77) when the modules do not have
+# KVM_CAP_VPM, KVM_VPM_MAP or KVM_VPM_HARVEST, prints "RIG: PASS" or "RIG: FAIL ..." and powers off),
 # then boots it with qemu-system-x86_64 -accel tcg, bounded by timeout (RIG_TIMEOUT
 # seconds, default 300).  QEMU exits 0 on power-off whatever happened inside, so the
 # verdict comes from the console log, kept in /var/cache/vpm-kvm/rig/CPU/console.log.
 #
 # Exit codes: 0 the log says "RIG: PASS" and the paging mode is the expected one (nested
 # paging enabled with --cpu max, disabled with --cpu qemu64), and with --require-vpm it
-# says "VPM-ENABLE: PASS" (with --require-vpm-map also "VPM-MAP: PASS"); 1 otherwise (the
+# says "VPM-ENABLE: PASS" (with --require-vpm-map also "VPM-MAP: PASS", with
+# --require-vpm-harvest also "VPM-HARVEST: PASS"); 1 otherwise (the
 # tail of the console log is printed); 2 usage
 # error.
 
@@ -42,7 +48,8 @@ MODULES=$VPM_KVM_CACHE/out
 TIMEOUT=${RIG_TIMEOUT:-300}
 REQUIRE_VPM=0
 REQUIRE_VPM_MAP=0
-TESTS="kvm-smoke vpm-enable vpm-map"
+REQUIRE_VPM_HARVEST=0
+TESTS="kvm-smoke vpm-enable vpm-map vpm-harvest"
 
 usage() {
 	sed -n '6,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
@@ -55,6 +62,7 @@ while [ $# -gt 0 ]; do
 	--modules) [ $# -ge 2 ] || usage; MODULES=$2; shift 2 ;;
 	--require-vpm) REQUIRE_VPM=1; shift ;;
 	--require-vpm-map) REQUIRE_VPM_MAP=1; shift ;;
+	--require-vpm-harvest) REQUIRE_VPM_HARVEST=1; shift ;;
 	-h|--help) usage ;;
 	*) echo "run-rig: unknown argument: $1" >&2; usage ;;
 	esac
@@ -148,6 +156,7 @@ run_vpm_test() {
 }
 run_vpm_test vpm-enable KVM_CAP_VPM
 run_vpm_test vpm-map KVM_VPM_MAP
+run_vpm_test vpm-harvest KVM_VPM_HARVEST
 if dmesg | grep -q -E 'BUG:|WARNING:|Oops|general protection'; then
 	echo "RIG: kernel warnings:"
 	dmesg | grep -A 20 -E 'BUG:|WARNING:|Oops|general protection'
@@ -242,6 +251,11 @@ if [ -z "$fail" ] && [ "$REQUIRE_VPM_MAP" = 1 ] && ! grep -q '^VPM-MAP: PASS' "$
 	fail="no 'VPM-MAP: PASS' in the console log (--require-vpm-map): $(grep -m1 \
 		'^VPM-MAP: ' "$CONSOLE" || echo 'vpm-map did not run')"
 fi
+if [ -z "$fail" ] && [ "$REQUIRE_VPM_HARVEST" = 1 ] &&
+	! grep -q '^VPM-HARVEST: PASS' "$CONSOLE"; then
+	fail="no 'VPM-HARVEST: PASS' in the console log (--require-vpm-harvest): $(grep -m1 \
+		'^VPM-HARVEST: ' "$CONSOLE" || echo 'vpm-harvest did not run')"
+fi
 if [ -n "$fail" ]; then
 	echo "run-rig: FAIL (-cpu $QEMU_CPU): $fail; last lines of $CONSOLE:" >&2
 	tail -n 40 "$CONSOLE" | sed 's/^/  | /' >&2
@@ -258,6 +272,11 @@ if grep -q '^VPM-MAP: PASS' "$CONSOLE"; then
 	vpm="$vpm, vpm-map $(grep -c '^vpm-map: ok' "$CONSOLE" || true) checks"
 else
 	vpm="$vpm, vpm-map skipped"
+fi
+if grep -q '^VPM-HARVEST: PASS' "$CONSOLE"; then
+	vpm="$vpm, vpm-harvest $(grep -c '^vpm-harvest: ok' "$CONSOLE" || true) checks"
+else
+	vpm="$vpm, vpm-harvest skipped"
 fi
 echo "run-rig: PASS (-cpu $QEMU_CPU, $paging, kvm-smoke $(grep -c '^kvm-smoke: ok' "$CONSOLE")" \
 	"checks, $vpm) in $(rig_elapsed "$T0")s"

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * kvm-lib.h - helpers shared by the rig's standalone KVM tests (kvm-smoke.c, vpm-enable.c,
- * vpm-map.c).
+ * vpm-map.c, vpm-harvest.c).
  *
  * Each test is one static program built from one .c file, so the helpers are static
  * functions in this header.  Define before including it:
@@ -144,6 +144,7 @@ static __attribute__((unused)) const char *err_name(int r)
 	case -EIO: return "EIO";
 	case -EAGAIN: return "EAGAIN";
 	case -ENOTTY: return "ENOTTY";
+	case -EINTR: return "EINTR";
 	}
 	if (r >= 0)
 		snprintf(buf, sizeof(buf), "%d", r);

@@ -10,7 +10,8 @@
 # definitions the series adds to include/uapi/linux/kvm.h are identical to
 # kvm-patch/include/linux/vpm-kvm.h, and both rig runs must show "VPM-ENABLE: PASS"
 # (run-rig.sh --require-vpm); when a patch adds KVM_VPM_MAP, also "VPM-MAP: PASS"
-# (--require-vpm-map).
+# (--require-vpm-map); when a patch adds KVM_VPM_HARVEST, also "VPM-HARVEST: PASS"
+# (--require-vpm-harvest).
 #
 # Exit codes: 0 all passed; 1 the build or a rig run failed; 77 (skip) the machine
 # cannot run the rig: not root, or no apt-get and neither the cached downloads in
@@ -96,18 +97,21 @@ check_uapi() {
 }
 
 # The patches from the one that adds KVM_CAP_VPM on, if the series has it, and whether
-# one adds KVM_VPM_MAP.
+# one adds KVM_VPM_MAP or KVM_VPM_HARVEST.
 declare -a vpm_patches=() rig_args=()
 vpm_map=0
+vpm_harvest=0
 for p in "$HERE"/patches/*.patch; do
 	[ -f "$p" ] || continue
 	if [ ${#vpm_patches[@]} -gt 0 ] || grep -q '^+#define KVM_CAP_VPM ' "$p"; then
 		vpm_patches+=("$p")
 	fi
 	! grep -q '^+#define KVM_VPM_MAP ' "$p" || vpm_map=1
+	! grep -q '^+#define KVM_VPM_HARVEST ' "$p" || vpm_harvest=1
 done
 [ ${#vpm_patches[@]} -eq 0 ] || rig_args=(--require-vpm)
 [ "$vpm_map" = 0 ] || rig_args+=(--require-vpm-map)
+[ "$vpm_harvest" = 0 ] || rig_args+=(--require-vpm-harvest)
 
 T0=$(date +%s.%N)
 ok=1

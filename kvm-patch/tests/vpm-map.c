@@ -49,17 +49,8 @@
 #define KVM_LIB_NAME	"vpm-map"
 #define KVM_LIB_VERDICT	"VPM-MAP"
 #include "kvm-lib.h"
+#include "vpm-guest.h"
 
-#define CODE_GPA	0x1000UL
-#define READ_RIP	CODE_GPA
-#define WRITE_RIP	(CODE_GPA + 0x10)
-#define DATA_GPA	0x10000UL		/* DS base; DS = 0x1000 */
-#define DATA_PAGES	16
-#define DATA_GFN	(DATA_GPA >> 12)
-#define RANGE_GFN	(DATA_GFN + 4)		/* VPM range: gfns 0x14-0x1b */
-#define RANGE_PAGES	8
-#define MEMFD_PAGES	8
-#define IO_PORT		0x10
 #define OFF		0x100			/* the word each page is read at */
 #define OFF2		0xffc			/* a second word, at the page's end */
 
@@ -71,87 +62,18 @@
  * Real mode.  At READ_RIP: mov eax, [bx]; out dx, eax; hlt.
  * At WRITE_RIP: mov [bx], ecx; hlt.
  */
-static const uint8_t read_code[] = { 0x66, 0x8b, 0x07, 0x66, 0xef, 0xf4 };
-static const uint8_t write_code[] = { 0x66, 0x89, 0x0f, 0xf4 };
 
-static int kvm;
-static uint8_t *code_mem;
 
-struct vm {
-	int fd, vcpu, vpm;
-	struct kvm_run *run;
-	uint8_t *data;			/* the "QEMU" memory of the data slot */
-};
-
-static uint32_t *word(uint8_t *base, unsigned int page, unsigned int off)
+/* new_vm_a - a new VM whose data slot holds pattern A. */
+static void new_vm_a(struct vm *v)
 {
-	return (uint32_t *)(base + page * PAGE_SIZE + off);
-}
-
-/* new_vm - code slot, data slot with pattern A, one vCPU in real mode; no VPM yet. */
-static void new_vm(struct vm *v)
-{
-	struct kvm_sregs sregs;
 	unsigned int p;
-	int size;
 
-	v->fd = xioctl(kvm, KVM_CREATE_VM, (void *)0, "KVM_CREATE_VM");
-	xioctl(v->fd, KVM_SET_TSS_ADDR, (void *)0xfffbd000UL, "KVM_SET_TSS_ADDR");
-	set_slot(v->fd, 0, CODE_GPA, PAGE_SIZE, code_mem);
-	v->data = alloc_pages(DATA_PAGES);
+	new_vm(v);
 	for (p = 0; p < DATA_PAGES; p++) {
 		*word(v->data, p, OFF) = PATTERN_A(DATA_GFN + p, OFF);
 		*word(v->data, p, OFF2) = PATTERN_A(DATA_GFN + p, OFF2);
 	}
-	set_slot(v->fd, 1, DATA_GPA, DATA_PAGES * PAGE_SIZE, v->data);
-	v->vcpu = xioctl(v->fd, KVM_CREATE_VCPU, (void *)0, "KVM_CREATE_VCPU");
-	size = xioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, NULL, "KVM_GET_VCPU_MMAP_SIZE");
-	v->run = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, v->vcpu, 0);
-	if (v->run == MAP_FAILED)
-		fail("mmap kvm_run: %s", strerror(errno));
-	xioctl(v->vcpu, KVM_GET_SREGS, &sregs, "KVM_GET_SREGS");
-	sregs.cs.base = 0;
-	sregs.cs.selector = 0;
-	sregs.ds.base = DATA_GPA;
-	sregs.ds.selector = DATA_GPA >> 4;
-	xioctl(v->vcpu, KVM_SET_SREGS, &sregs, "KVM_SET_SREGS");
-	v->vpm = -1;
-}
-
-static void close_vm(struct vm *v)
-{
-	int size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, NULL);
-
-	munmap(v->run, size);
-	close(v->vcpu);
-	if (v->vpm >= 0)
-		close(v->vpm);
-	close(v->fd);
-	munmap(v->data, DATA_PAGES * PAGE_SIZE);
-}
-
-static void enable(struct vm *v)
-{
-	struct kvm_vpm_enable args = {
-		.gpa = RANGE_GFN << 12, .size = RANGE_PAGES * PAGE_SIZE,
-	};
-
-	v->vpm = ioctl(v->fd, KVM_VPM_ENABLE, &args);
-	if (v->vpm < 0)
-		fail("KVM_VPM_ENABLE: %s", strerror(errno));
-}
-
-static void set_regs(struct vm *v, uint64_t rip, uint64_t gfn, unsigned int off, uint32_t val)
-{
-	struct kvm_regs regs;
-
-	memset(&regs, 0, sizeof(regs));
-	regs.rip = rip;
-	regs.rflags = 0x2;
-	regs.rbx = (gfn - DATA_GFN) * PAGE_SIZE + off;
-	regs.rdx = IO_PORT;
-	regs.rcx = val;
-	xioctl(v->vcpu, KVM_SET_REGS, &regs, "KVM_SET_REGS");
 }
 
 static void expect_hlt(struct vm *v, const char *what)
@@ -221,34 +143,6 @@ static int vpm_unmap(int vm, uint64_t gfn, uint64_t n)
 	struct kvm_vpm_unmap args = { .gfn = gfn, .n = n };
 
 	return ioctl(vm, KVM_VPM_UNMAP, &args) < 0 ? -errno : 0;
-}
-
-/*
- * pins - nr_foll_pin_acquired - nr_foll_pin_released of /proc/vmstat, after folding
- * the per-CPU deltas into them (/proc/sys/vm/stat_refresh, root only): without that,
- * a few pins do not show.
- */
-static long pins(void)
-{
-	char name[64];
-	long long v, acq = -1, rel = -1;
-	FILE *f = fopen("/proc/sys/vm/stat_refresh", "w");
-
-	if (!f || fputs("1\n", f) < 0 || fclose(f))
-		fail("write /proc/sys/vm/stat_refresh: %s", strerror(errno));
-	f = fopen("/proc/vmstat", "r");
-	if (!f)
-		fail("open /proc/vmstat: %s", strerror(errno));
-	while (fscanf(f, "%63s %lld", name, &v) == 2) {
-		if (!strcmp(name, "nr_foll_pin_acquired"))
-			acq = v;
-		else if (!strcmp(name, "nr_foll_pin_released"))
-			rel = v;
-	}
-	fclose(f);
-	if (acq < 0 || rel < 0)
-		fail("/proc/vmstat has no nr_foll_pin_acquired/released");
-	return acq - rel;
 }
 
 /* new_memfd - n pages of a memfd mapped MAP_SHARED, word OFF of page p = pattern(p). */
@@ -373,7 +267,7 @@ static void destroy_loop(int loops)
 	int i, j, bad = 0;
 
 	for (i = 0; i < loops; i++) {
-		new_vm(&v);
+		new_vm_a(&v);
 		enable(&v);
 		for (j = 0; j < RANGE_PAGES; j++)
 			e[j] = ent(RANGE_GFN + j, memfd_b + j * PAGE_SIZE,
@@ -415,7 +309,7 @@ int main(void)
 	if (none_mem == MAP_FAILED)
 		fail("mmap PROT_NONE: %s", strerror(errno));
 
-	new_vm(&v);
+	new_vm_a(&v);
 	/* KVM with patch 1 only has no KVM_VPM_MAP: ENOTTY from kvm_arch_vm_ioctl. */
 	r = vpm_unmap(v.fd, RANGE_GFN, 1);
 	if (r == -ENOTTY)

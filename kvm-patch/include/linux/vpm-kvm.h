@@ -91,6 +91,47 @@ struct kvm_vpm_unmap {
 #define KVM_VPM_MAP _IOW(KVMIO, 0xe9, struct kvm_vpm_map)
 #define KVM_VPM_UNMAP _IOW(KVMIO, 0xea, struct kvm_vpm_unmap)
 
+/*
+ * KVM_VPM_HARVEST (vm ioctl, struct kvm_vpm_harvest): report and clear the
+ * dirty and young bits of the gfns [gfn, gfn + n) of the VPM range, mapped
+ * or not.  A gfn is young once the guest accessed it and dirty once it
+ * wrote to it since the harvest that last cleared the bit.  dirty_bitmap
+ * and young_bitmap are user pointers to bitmaps of n bits, bit i (bit
+ * i % 8 of byte i / 8, no alignment required) for gfn + i; all
+ * DIV_ROUND_UP(n, 8) bytes are written.  A zero pointer leaves that bit of
+ * the gfns neither reported nor cleared.  The gfns' SPTEs are then zapped,
+ * so that the next access faults and sets the bits again.  n must be
+ * non-zero, the run inside the range, flags and pad zero (EINVAL); a
+ * bitmap that cannot be written gives EFAULT, and the bits not reported
+ * stay set.  Allowed with or without a hold, and after the event fd was
+ * closed.
+ *
+ * KVM_VPM_HOLD (vm ioctl, no argument): kick every vCPU out of guest mode
+ * and keep it out until KVM_VPM_RESUME; it returns once no vCPU is in guest
+ * mode.  A vCPU thread in KVM_RUN waits in the kernel meanwhile; a signal
+ * makes KVM_RUN return EINTR (KVM_EXIT_INTR) as usual, and the next
+ * KVM_RUN waits again.  Closing the event fd or the last reference to the
+ * VM fd releases the hold.  ENXIO after the event fd was closed.
+ *
+ * KVM_VPM_RESUME (vm ioctl, no argument): release the hold; nothing to do
+ * without one.
+ *
+ * The three give ENXIO without an enabled range and may be issued by the
+ * same callers as KVM_VPM_ENABLE.
+ */
+struct kvm_vpm_harvest {
+	__u64 gfn;
+	__u64 n;
+	__u64 dirty_bitmap;	/* user pointers, n bits each, may be 0 */
+	__u64 young_bitmap;
+	__u32 flags;
+	__u32 pad;
+};
+
+#define KVM_VPM_HARVEST _IOW(KVMIO, 0xeb, struct kvm_vpm_harvest)
+#define KVM_VPM_HOLD _IO(KVMIO, 0xec)
+#define KVM_VPM_RESUME _IO(KVMIO, 0xed)
+
 #endif /* KVM_CAP_VPM */
 
 #endif /* _LINUX_VPM_KVM_H */

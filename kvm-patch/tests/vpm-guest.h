@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * vpm-guest.h - the real-mode guest of the VPM selftests that run guest code (vpm-map.c,
+ * vpm-harvest.c): a code slot, a data slot with the VPM range in it, one vCPU whose DS points
+ * at the data slot, and small code snippets that read or write one word of a data page.
+ * Include after kvm-lib.h and vpm-kvm.h.
+ */
+#ifndef VPM_GUEST_H
+#define VPM_GUEST_H
+
+#define CODE_GPA	0x1000UL
+#define READ_RIP	CODE_GPA
+#define WRITE_RIP	(CODE_GPA + 0x10)
+#define DATA_GPA	0x10000UL		/* DS base; DS = 0x1000 */
+#define DATA_PAGES	16
+#define DATA_GFN	(DATA_GPA >> 12)
+#define RANGE_GFN	(DATA_GFN + 4)		/* VPM range: gfns 0x14-0x1b */
+#define RANGE_PAGES	8
+#define MEMFD_PAGES	8
+#define IO_PORT		0x10
+
+/* mov eax, [bx]; out dx, eax; hlt   and   mov [bx], ecx; hlt */
+static const uint8_t read_code[] = { 0x66, 0x8b, 0x07, 0x66, 0xef, 0xf4 };
+static const uint8_t write_code[] = { 0x66, 0x89, 0x0f, 0xf4 };
+
+static int kvm;
+static uint8_t *code_mem;
+
+struct vm {
+	int fd, vcpu, vpm;
+	struct kvm_run *run;
+	uint8_t *data;			/* the "QEMU" memory of the data slot */
+};
+
+static uint32_t *word(uint8_t *base, unsigned int page, unsigned int off)
+{
+	return (uint32_t *)(base + page * PAGE_SIZE + off);
+}
+
+/* new_vm - code slot, a zeroed data slot, one vCPU in real mode; no VPM yet. */
+static void new_vm(struct vm *v)
+{
+	struct kvm_sregs sregs;
+	int size;
+
+	v->fd = xioctl(kvm, KVM_CREATE_VM, (void *)0, "KVM_CREATE_VM");
+	xioctl(v->fd, KVM_SET_TSS_ADDR, (void *)0xfffbd000UL, "KVM_SET_TSS_ADDR");
+	set_slot(v->fd, 0, CODE_GPA, PAGE_SIZE, code_mem);
+	v->data = alloc_pages(DATA_PAGES);
+	set_slot(v->fd, 1, DATA_GPA, DATA_PAGES * PAGE_SIZE, v->data);
+	v->vcpu = xioctl(v->fd, KVM_CREATE_VCPU, (void *)0, "KVM_CREATE_VCPU");
+	size = xioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, NULL, "KVM_GET_VCPU_MMAP_SIZE");
+	v->run = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, v->vcpu, 0);
+	if (v->run == MAP_FAILED)
+		fail("mmap kvm_run: %s", strerror(errno));
+	xioctl(v->vcpu, KVM_GET_SREGS, &sregs, "KVM_GET_SREGS");
+	sregs.cs.base = 0;
+	sregs.cs.selector = 0;
+	sregs.ds.base = DATA_GPA;
+	sregs.ds.selector = DATA_GPA >> 4;
+	xioctl(v->vcpu, KVM_SET_SREGS, &sregs, "KVM_SET_SREGS");
+	v->vpm = -1;
+}
+
+static void close_vm(struct vm *v)
+{
+	int size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, NULL);
+
+	munmap(v->run, size);
+	close(v->vcpu);
+	if (v->vpm >= 0)
+		close(v->vpm);
+	if (v->fd >= 0)
+		close(v->fd);
+	munmap(v->data, DATA_PAGES * PAGE_SIZE);
+}
+
+static void enable(struct vm *v)
+{
+	struct kvm_vpm_enable args = {
+		.gpa = RANGE_GFN << 12, .size = RANGE_PAGES * PAGE_SIZE,
+	};
+
+	v->vpm = ioctl(v->fd, KVM_VPM_ENABLE, &args);
+	if (v->vpm < 0)
+		fail("KVM_VPM_ENABLE: %s", strerror(errno));
+}
+
+static void set_regs(struct vm *v, uint64_t rip, uint64_t gfn, unsigned int off, uint32_t val)
+{
+	struct kvm_regs regs;
+
+	memset(&regs, 0, sizeof(regs));
+	regs.rip = rip;
+	regs.rflags = 0x2;
+	regs.rbx = (gfn - DATA_GFN) * PAGE_SIZE + off;
+	regs.rdx = IO_PORT;
+	regs.rcx = val;
+	xioctl(v->vcpu, KVM_SET_REGS, &regs, "KVM_SET_REGS");
+}
+
+/*
+ * pins - nr_foll_pin_acquired - nr_foll_pin_released of /proc/vmstat, after folding
+ * the per-CPU deltas into them (/proc/sys/vm/stat_refresh, root only): without that,
+ * a few pins do not show.
+ */
+static long pins(void)
+{
+	char name[64];
+	long long v, acq = -1, rel = -1;
+	FILE *f = fopen("/proc/sys/vm/stat_refresh", "w");
+
+	if (!f || fputs("1\n", f) < 0 || fclose(f))
+		fail("write /proc/sys/vm/stat_refresh: %s", strerror(errno));
+	f = fopen("/proc/vmstat", "r");
+	if (!f)
+		fail("open /proc/vmstat: %s", strerror(errno));
+	while (fscanf(f, "%63s %lld", name, &v) == 2) {
+		if (!strcmp(name, "nr_foll_pin_acquired"))
+			acq = v;
+		else if (!strcmp(name, "nr_foll_pin_released"))
+			rel = v;
+	}
+	fclose(f);
+	if (acq < 0 || rel < 0)
+		fail("/proc/vmstat has no nr_foll_pin_acquired/released");
+	return acq - rel;
+}
+
+#endif /* VPM_GUEST_H */
