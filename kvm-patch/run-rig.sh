@@ -2,11 +2,11 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # run-rig.sh - boot Debian's kernel under QEMU TCG with the KVM modules built by
-# build-modules.sh and run kvm-smoke, vpm-enable, vpm-map and vpm-harvest against them
-# inside the VM.
+# build-modules.sh and run kvm-smoke, vpm-enable, vpm-map, vpm-harvest and vpm-events
+# against them inside the VM.
 #
 # Usage: run-rig.sh [--cpu max|qemu64] [--modules DIR] [--require-vpm] [--require-vpm-map]
-#                   [--require-vpm-harvest]
+#                   [--require-vpm-harvest] [--require-vpm-events]
 #
 #   --cpu max      (default) QEMU's emulated AMD CPU with SVM and nested paging (NPT):
 #                  KVM runs with NPT and the TDP MMU
@@ -18,13 +18,16 @@
 #   --require-vpm-map  fail unless vpm-map passed (the modules must have KVM_VPM_MAP)
 #   --require-vpm-harvest  fail unless vpm-harvest passed (the modules must have
 #                  KVM_VPM_HARVEST)
+#   --require-vpm-events  fail unless vpm-events passed (the modules must have
+#                  KVM_VPM_COMPLETE)
 #
 # Builds the tests (gcc -static: tests/kvm-smoke.c, tests/vpm-enable.c, tests/vpm-map.c,
-# tests/vpm-harvest.c)
+# tests/vpm-harvest.c, tests/vpm-events.c)
 # and an initramfs (busybox-static, the modules, the tests, an /init that loads
 # irqbypass, ccp, kvm, kvm-amd, prints the kernel's KVM/SVM lines, runs kvm-smoke, then
-# vpm-enable, vpm-map and vpm-harvest, which skip (exit 77) when the modules do not have
-# KVM_CAP_VPM, KVM_VPM_MAP or KVM_VPM_HARVEST, prints "RIG: PASS" or "RIG: FAIL ..." and powers off),
+# vpm-enable, vpm-map, vpm-harvest and vpm-events, which skip (exit 77) when the modules
+# do not have KVM_CAP_VPM, KVM_VPM_MAP, KVM_VPM_HARVEST or KVM_VPM_COMPLETE, prints
+# "RIG: PASS" or "RIG: FAIL ..." and powers off),
 # then boots it with qemu-system-x86_64 -accel tcg, bounded by timeout (RIG_TIMEOUT
 # seconds, default 300).  QEMU exits 0 on power-off whatever happened inside, so the
 # verdict comes from the console log, kept in /var/cache/vpm-kvm/rig/CPU/console.log.
@@ -32,7 +35,8 @@
 # Exit codes: 0 the log says "RIG: PASS" and the paging mode is the expected one (nested
 # paging enabled with --cpu max, disabled with --cpu qemu64), and with --require-vpm it
 # says "VPM-ENABLE: PASS" (with --require-vpm-map also "VPM-MAP: PASS", with
-# --require-vpm-harvest also "VPM-HARVEST: PASS"); 1 otherwise (the
+# --require-vpm-harvest also "VPM-HARVEST: PASS", with --require-vpm-events also
+# "VPM-EVENTS: PASS"); 1 otherwise (the
 # tail of the console log is printed); 2 usage
 # error.
 
@@ -49,10 +53,11 @@ TIMEOUT=${RIG_TIMEOUT:-300}
 REQUIRE_VPM=0
 REQUIRE_VPM_MAP=0
 REQUIRE_VPM_HARVEST=0
-TESTS="kvm-smoke vpm-enable vpm-map vpm-harvest"
+REQUIRE_VPM_EVENTS=0
+TESTS="kvm-smoke vpm-enable vpm-map vpm-harvest vpm-events"
 
 usage() {
-	sed -n '6,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	sed -n '6,23s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 }
 
@@ -63,6 +68,7 @@ while [ $# -gt 0 ]; do
 	--require-vpm) REQUIRE_VPM=1; shift ;;
 	--require-vpm-map) REQUIRE_VPM_MAP=1; shift ;;
 	--require-vpm-harvest) REQUIRE_VPM_HARVEST=1; shift ;;
+	--require-vpm-events) REQUIRE_VPM_EVENTS=1; shift ;;
 	-h|--help) usage ;;
 	*) echo "run-rig: unknown argument: $1" >&2; usage ;;
 	esac
@@ -100,7 +106,8 @@ build_tests() {
 	for t in $TESTS; do
 		src=$HERE/tests/$t.c
 		bin=$VPM_KVM_CACHE/rig/$t
-		for dep in "$src" "$HERE/tests/kvm-lib.h" "$HERE/include/linux/vpm-kvm.h"; do
+		for dep in "$src" "$HERE/tests/kvm-lib.h" "$HERE/tests/vpm-guest.h" \
+			"$HERE/include/linux/vpm-kvm.h"; do
 			if [ ! "$bin" -nt "$dep" ]; then
 				gcc -static -O2 -Wall -Wextra -Werror -o "$bin.tmp" "$src"
 				mv "$bin.tmp" "$bin"
@@ -157,6 +164,7 @@ run_vpm_test() {
 run_vpm_test vpm-enable KVM_CAP_VPM
 run_vpm_test vpm-map KVM_VPM_MAP
 run_vpm_test vpm-harvest KVM_VPM_HARVEST
+run_vpm_test vpm-events KVM_VPM_COMPLETE
 if dmesg | grep -q -E 'BUG:|WARNING:|Oops|general protection'; then
 	echo "RIG: kernel warnings:"
 	dmesg | grep -A 20 -E 'BUG:|WARNING:|Oops|general protection'
@@ -256,6 +264,11 @@ if [ -z "$fail" ] && [ "$REQUIRE_VPM_HARVEST" = 1 ] &&
 	fail="no 'VPM-HARVEST: PASS' in the console log (--require-vpm-harvest): $(grep -m1 \
 		'^VPM-HARVEST: ' "$CONSOLE" || echo 'vpm-harvest did not run')"
 fi
+if [ -z "$fail" ] && [ "$REQUIRE_VPM_EVENTS" = 1 ] &&
+	! grep -q '^VPM-EVENTS: PASS' "$CONSOLE"; then
+	fail="no 'VPM-EVENTS: PASS' in the console log (--require-vpm-events): $(grep -m1 \
+		'^VPM-EVENTS: ' "$CONSOLE" || echo 'vpm-events did not run')"
+fi
 if [ -n "$fail" ]; then
 	echo "run-rig: FAIL (-cpu $QEMU_CPU): $fail; last lines of $CONSOLE:" >&2
 	tail -n 40 "$CONSOLE" | sed 's/^/  | /' >&2
@@ -277,6 +290,11 @@ if grep -q '^VPM-HARVEST: PASS' "$CONSOLE"; then
 	vpm="$vpm, vpm-harvest $(grep -c '^vpm-harvest: ok' "$CONSOLE" || true) checks"
 else
 	vpm="$vpm, vpm-harvest skipped"
+fi
+if grep -q '^VPM-EVENTS: PASS' "$CONSOLE"; then
+	vpm="$vpm, vpm-events $(grep -c '^vpm-events: ok' "$CONSOLE" || true) checks"
+else
+	vpm="$vpm, vpm-events skipped"
 fi
 echo "run-rig: PASS (-cpu $QEMU_CPU, $paging, kvm-smoke $(grep -c '^kvm-smoke: ok' "$CONSOLE")" \
 	"checks, $vpm) in $(rig_elapsed "$T0")s"

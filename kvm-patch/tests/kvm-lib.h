@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * kvm-lib.h - helpers shared by the rig's standalone KVM tests (kvm-smoke.c, vpm-enable.c,
- * vpm-map.c, vpm-harvest.c).
+ * vpm-map.c, vpm-harvest.c, vpm-events.c).
  *
  * Each test is one static program built from one .c file, so the helpers are static
  * functions in this header.  Define before including it:
@@ -145,6 +145,7 @@ static __attribute__((unused)) const char *err_name(int r)
 	case -EAGAIN: return "EAGAIN";
 	case -ENOTTY: return "ENOTTY";
 	case -EINTR: return "EINTR";
+	case -ENOENT: return "ENOENT";
 	}
 	if (r >= 0)
 		snprintf(buf, sizeof(buf), "%d", r);

@@ -11,7 +11,8 @@
 # kvm-patch/include/linux/vpm-kvm.h, and both rig runs must show "VPM-ENABLE: PASS"
 # (run-rig.sh --require-vpm); when a patch adds KVM_VPM_MAP, also "VPM-MAP: PASS"
 # (--require-vpm-map); when a patch adds KVM_VPM_HARVEST, also "VPM-HARVEST: PASS"
-# (--require-vpm-harvest).
+# (--require-vpm-harvest); when a patch adds KVM_VPM_COMPLETE, also "VPM-EVENTS: PASS"
+# (--require-vpm-events).
 #
 # Exit codes: 0 all passed; 1 the build or a rig run failed; 77 (skip) the machine
 # cannot run the rig: not root, or no apt-get and neither the cached downloads in
@@ -97,10 +98,11 @@ check_uapi() {
 }
 
 # The patches from the one that adds KVM_CAP_VPM on, if the series has it, and whether
-# one adds KVM_VPM_MAP or KVM_VPM_HARVEST.
+# one adds KVM_VPM_MAP, KVM_VPM_HARVEST or KVM_VPM_COMPLETE.
 declare -a vpm_patches=() rig_args=()
 vpm_map=0
 vpm_harvest=0
+vpm_events=0
 for p in "$HERE"/patches/*.patch; do
 	[ -f "$p" ] || continue
 	if [ ${#vpm_patches[@]} -gt 0 ] || grep -q '^+#define KVM_CAP_VPM ' "$p"; then
@@ -108,10 +110,12 @@ for p in "$HERE"/patches/*.patch; do
 	fi
 	! grep -q '^+#define KVM_VPM_MAP ' "$p" || vpm_map=1
 	! grep -q '^+#define KVM_VPM_HARVEST ' "$p" || vpm_harvest=1
+	! grep -q '^+#define KVM_VPM_COMPLETE ' "$p" || vpm_events=1
 done
 [ ${#vpm_patches[@]} -eq 0 ] || rig_args=(--require-vpm)
 [ "$vpm_map" = 0 ] || rig_args+=(--require-vpm-map)
 [ "$vpm_harvest" = 0 ] || rig_args+=(--require-vpm-harvest)
+[ "$vpm_events" = 0 ] || rig_args+=(--require-vpm-events)
 
 T0=$(date +%s.%N)
 ok=1

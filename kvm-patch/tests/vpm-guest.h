@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * vpm-guest.h - the real-mode guest of the VPM selftests that run guest code (vpm-map.c,
- * vpm-harvest.c): a code slot, a data slot with the VPM range in it, one vCPU whose DS points
- * at the data slot, and small code snippets that read or write one word of a data page.
- * Include after kvm-lib.h and vpm-kvm.h.
+ * vpm-harvest.c, vpm-events.c): a code slot, a data slot with the VPM range in it, one
+ * vCPU whose DS points at the data slot, and small code snippets that read or write one
+ * word of a data page; run_failing_events() runs the vCPU while a thread completes every
+ * VPM event with -EFAULT.  Include after kvm-lib.h and vpm-kvm.h.
  */
 #ifndef VPM_GUEST_H
 #define VPM_GUEST_H
+
+#include <poll.h>
+#include <pthread.h>
 
 #define CODE_GPA	0x1000UL
 #define READ_RIP	CODE_GPA
@@ -125,6 +129,127 @@ static long pins(void)
 	if (acq < 0 || rel < 0)
 		fail("/proc/vmstat has no nr_foll_pin_acquired/released");
 	return acq - rel;
+}
+
+/* The helper thread of run_failing_events(). */
+struct event_failer {
+	int vm, vpm;
+	volatile int stop;
+	int events;
+};
+
+static void *fail_events(void *arg)
+{
+	struct event_failer *f = arg;
+
+	while (!__atomic_load_n(&f->stop, __ATOMIC_SEQ_CST)) {
+		struct pollfd p = { .fd = f->vpm, .events = POLLIN };
+
+		if (poll(&p, 1, 10) <= 0)
+			continue;
+#ifdef KVM_VPM_COMPLETE
+		{
+			struct kvm_vpm_event ev;
+
+			while (read(f->vpm, &ev, sizeof(ev)) == (ssize_t)sizeof(ev)) {
+				struct kvm_vpm_complete c = { .id = ev.id, .status = -EFAULT };
+
+				if (ioctl(f->vm, KVM_VPM_COMPLETE, &c) == 0)
+					__atomic_add_fetch(&f->events, 1, __ATOMIC_SEQ_CST);
+			}
+		}
+#endif
+	}
+	return NULL;
+}
+
+/*
+ * run_failing_events - KVM_RUN while a helper thread completes every VPM event of the VM
+ * with -EFAULT, as a daemon that refuses the write would: a guest write to a read-only
+ * entry then makes KVM_RUN fail with EFAULT, with the event patch (one event) and
+ * without it (no event).  0 or -errno of KVM_RUN; *events is the number of events.
+ */
+static int __attribute__((unused)) run_failing_events(struct vm *v, int *events)
+{
+	struct event_failer f = { .vm = v->fd, .vpm = v->vpm };
+	pthread_t thread;
+	int r;
+
+	if (pthread_create(&thread, NULL, fail_events, &f))
+		fail("pthread_create");
+	r = ioctl(v->vcpu, KVM_RUN, NULL) < 0 ? -errno : 0;
+	__atomic_store_n(&f.stop, 1, __ATOMIC_SEQ_CST);
+	pthread_join(thread, NULL);
+	*events = f.events;
+	return r;
+}
+
+/* has_events - do the modules have KVM_VPM_COMPLETE (the event patch)? */
+static int __attribute__((unused)) has_events(struct vm *v)
+{
+#ifdef KVM_VPM_COMPLETE
+	struct kvm_vpm_complete c = { .id = 0 };
+
+	return ioctl(v->fd, KVM_VPM_COMPLETE, &c) == 0 || errno != ENOTTY;
+#else
+	(void)v;
+	return 0;
+#endif
+}
+
+static void __attribute__((unused)) msleep(unsigned int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* The vCPU thread: one KVM_RUN. */
+struct runner {
+	struct vm *v;
+	pthread_t thread;
+	volatile int done;
+	int r;
+	uint32_t exit_reason;
+};
+
+static __attribute__((unused)) void *run_vcpu(void *arg)
+{
+	struct runner *t = arg;
+
+	t->r = ioctl(t->v->vcpu, KVM_RUN, NULL) < 0 ? -errno : 0;
+	t->exit_reason = t->v->run->exit_reason;
+	__atomic_store_n(&t->done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+/* wait_done - wait up to ms milliseconds for the vCPU thread's KVM_RUN to return. */
+static int __attribute__((unused)) wait_done(struct runner *t, unsigned int ms)
+{
+	unsigned int i;
+
+	for (i = 0; i < ms && !__atomic_load_n(&t->done, __ATOMIC_SEQ_CST); i++)
+		msleep(1);
+	if (!t->done)
+		return 0;
+	pthread_join(t->thread, NULL);
+	return 1;
+}
+
+/* shared_pages - n pages of a new memfd, mapped MAP_SHARED (what vpmd maps into a guest). */
+static __attribute__((unused)) uint8_t *shared_pages(const char *name, unsigned int n)
+{
+	uint8_t *p;
+	int fd = memfd_create(name, MFD_CLOEXEC);
+
+	if (fd < 0 || ftruncate(fd, n * PAGE_SIZE) < 0)
+		fail("memfd: %s", strerror(errno));
+	p = mmap(NULL, n * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		fail("mmap memfd: %s", strerror(errno));
+	close(fd);
+	return p;
 }
 
 #endif /* VPM_GUEST_H */

@@ -13,7 +13,8 @@
  *   - HARVEST reports exactly the written gfns dirty and the accessed ones young (mapped
  *     or not), a second HARVEST reports nothing, and after the guest ran again only what
  *     it touched again; a read then a write in one epoch is dirty; a write to a
- *     read-only entry (EFAULT) is young, not dirty; a run of 3 gfns into unaligned
+ *     read-only entry (EFAULT; with the event patch once its event is completed with
+ *     -EFAULT) is young, not dirty; a run of 3 gfns into unaligned
  *     bitmaps writes one byte each; a zero bitmap pointer leaves those bits alone; a
  *     remap keeps the bits; an unwritable bitmap gives EFAULT and keeps the bits;
  *   - bad arguments (n = 0, runs outside the range, n = 2^64 - 1, flags, pad): EINVAL;
@@ -148,33 +149,6 @@ static int vm_ioctl(int vm, unsigned long req)
 	return ioctl(vm, req, NULL) < 0 ? -errno : 0;
 }
 
-static void msleep(unsigned int ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/* The vCPU thread: one KVM_RUN of the counting loop. */
-struct runner {
-	struct vm *v;
-	pthread_t thread;
-	volatile int done;
-	int r;
-	uint32_t exit_reason;
-};
-
-static void *run_loop(void *arg)
-{
-	struct runner *t = arg;
-
-	t->r = ioctl(t->v->vcpu, KVM_RUN, NULL) < 0 ? -errno : 0;
-	t->exit_reason = t->v->run->exit_reason;
-	__atomic_store_n(&t->done, 1, __ATOMIC_SEQ_CST);
-	return NULL;
-}
-
 static volatile uint32_t *counter(struct vm *v)
 {
 	return (volatile uint32_t *)word(v->data, 0, COUNTER_OFF);
@@ -189,7 +163,7 @@ static void start_loop(struct runner *t, struct vm *v, int reset)
 		counter(v)[1] = 0;
 		set_regs(v, LOOP_RIP, DATA_GFN, COUNTER_OFF, 0);
 	}
-	if (pthread_create(&t->thread, NULL, run_loop, t))
+	if (pthread_create(&t->thread, NULL, run_vcpu, t))
 		fail("pthread_create");
 }
 
@@ -205,19 +179,6 @@ static int counter_moves(struct vm *v, unsigned int ms)
 		msleep(1);
 	}
 	return 0;
-}
-
-/* wait_done - wait up to ms milliseconds for the vCPU thread's KVM_RUN to return. */
-static int wait_done(struct runner *t, unsigned int ms)
-{
-	unsigned int i;
-
-	for (i = 0; i < ms && !__atomic_load_n(&t->done, __ATOMIC_SEQ_CST); i++)
-		msleep(1);
-	if (!t->done)
-		return 0;
-	pthread_join(t->thread, NULL);
-	return 1;
 }
 
 /* stop_loop - let the guest loop halt; its KVM_RUN must return KVM_EXIT_HLT. */
@@ -350,7 +311,7 @@ int main(void)
 	uint8_t *hole;
 	long p0;
 	struct vm v;
-	int fd, r, i;
+	int r, i;
 
 	kvm = open_kvm_vpm();
 
@@ -363,13 +324,7 @@ int main(void)
 	memcpy(code_mem + (READ_RIP - CODE_GPA), read_code, sizeof(read_code));
 	memcpy(code_mem + (WRITE_RIP - CODE_GPA), write_code, sizeof(write_code));
 	memcpy(code_mem + (LOOP_RIP - CODE_GPA), loop_code, sizeof(loop_code));
-	fd = memfd_create("vpm-harvest", MFD_CLOEXEC);
-	if (fd < 0 || ftruncate(fd, MEMFD_PAGES * PAGE_SIZE) < 0)
-		fail("memfd: %s", strerror(errno));
-	memfd_b = mmap(NULL, MEMFD_PAGES * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (memfd_b == MAP_FAILED)
-		fail("mmap memfd: %s", strerror(errno));
-	close(fd);
+	memfd_b = shared_pages("vpm-harvest", MEMFD_PAGES);
 	p0 = pins();
 
 	new_vm_h(&v);
@@ -410,9 +365,11 @@ int main(void)
 	guest_read(&v, RANGE_GFN + 7);
 	xguest_write(&v, RANGE_GFN + 7, 0x107);
 	expect_bits(&v, 0x80, 0x80, "read then write of +7 (memslot)");
-	r = guest_write(&v, RANGE_GFN + 4, 4);
-	check(r == -EFAULT, "write to the read-only entry +4: KVM_RUN %s (want EFAULT)",
-	      err_name(r));
+	set_regs(&v, WRITE_RIP, RANGE_GFN + 4, OFF, 4);
+	r = run_failing_events(&v, &i);
+	check(r == -EFAULT && i == has_events(&v),
+	      "write to the read-only entry +4, its event (if any) completed with -EFAULT: "
+	      "KVM_RUN %s (want EFAULT), %d event(s)", err_name(r), i);
 	expect_bits(&v, 0, 0x10, "after the refused write");
 	check(*word(memfd_b, 1, OFF) == 1 && *word(memfd_b, 3, OFF) == 3 &&
 	      *word(v.data, RANGE_GFN + 7 - DATA_GFN, OFF) == 0x107,

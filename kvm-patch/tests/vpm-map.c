@@ -13,7 +13,8 @@
  *     B from the memfd (also after first touching a neighbour outside the range, which
  *     would prefetch the memslot's pages), gfns of the range without an entry and gfns
  *     outside it still read A; a remap to another page shows that page;
- *   - a guest write to a read-only entry makes KVM_RUN fail with EFAULT, and neither the
+ *   - a guest write to a read-only entry makes KVM_RUN fail with EFAULT (with the event
+ *     patch: once its write-fault event is completed with -EFAULT), and neither the
  *     memfd page nor the memslot page changes;
  *   - a guest write to a writable entry lands in the memfd, not in the memslot page;
  *   - after KVM_VPM_UNMAP the guest reads A again (and the memslot page never saw the
@@ -148,16 +149,9 @@ static int vpm_unmap(int vm, uint64_t gfn, uint64_t n)
 /* new_memfd - n pages of a memfd mapped MAP_SHARED, word OFF of page p = pattern(p). */
 static uint8_t *new_memfd(unsigned int n, uint32_t (*pattern)(unsigned int, unsigned int))
 {
-	int fd = memfd_create("vpm-map", MFD_CLOEXEC);
-	uint8_t *p;
+	uint8_t *p = shared_pages("vpm-map", n);
 	unsigned int i;
 
-	if (fd < 0 || ftruncate(fd, n * PAGE_SIZE) < 0)
-		fail("memfd: %s", strerror(errno));
-	p = mmap(NULL, n * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED)
-		fail("mmap memfd: %s", strerror(errno));
-	close(fd);
 	for (i = 0; i < n; i++) {
 		*word(p, i, OFF) = pattern(i, OFF);
 		*word(p, i, OFF2) = pattern(i, OFF2);
@@ -294,7 +288,7 @@ int main(void)
 	uint8_t *private_mem, *none_mem;
 	long p0, p1;
 	struct vm v;
-	int r, i;
+	int r, i, n;
 
 	kvm = open_kvm_vpm();
 
@@ -350,9 +344,11 @@ int main(void)
 		   "MAP RO, past the range");
 
 	/* A write to a read-only entry. */
-	r = guest_write(&v, RANGE_GFN + 2, OFF, 0xdeadbeef);
-	check(r == -EFAULT, "guest write to a read-only entry: KVM_RUN %s (want EFAULT)",
-	      err_name(r));
+	set_regs(&v, WRITE_RIP, RANGE_GFN + 2, OFF, 0xdeadbeef);
+	r = run_failing_events(&v, &n);
+	check(r == -EFAULT && n == has_events(&v),
+	      "guest write to a read-only entry, its event (if any) completed with -EFAULT: "
+	      "KVM_RUN %s (want EFAULT), %d event(s) (want %d)", err_name(r), n, has_events(&v));
 	check(*word(memfd_b, 1, OFF) == PATTERN_B(1, OFF) &&
 	      *word(v.data, RANGE_GFN + 2 - DATA_GFN, OFF) == PATTERN_A(RANGE_GFN + 2, OFF),
 	      "after it neither the memfd page nor the memslot page changed");

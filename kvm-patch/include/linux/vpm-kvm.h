@@ -132,6 +132,60 @@ struct kvm_vpm_harvest {
 #define KVM_VPM_HOLD _IO(KVMIO, 0xec)
 #define KVM_VPM_RESUME _IO(KVMIO, 0xed)
 
+/*
+ * Events (read from the event fd): a whole number of struct kvm_vpm_event
+ * records per read, EAGAIN when none is pending (EINVAL if one is and the
+ * buffer cannot hold it); poll reports POLLIN while some are.  The vCPU that
+ * raised an event waits until the daemon completes it with
+ * KVM_VPM_COMPLETE and its id (ids start at 1 and never repeat in a VM);
+ * vcpu is the vCPU id.
+ *
+ * KVM_VPM_EVENT_WRITE_FAULT: the guest wrote to a read-only entry; gpa is
+ * the page, len 4096.  Status 0 retries the access (typically after a
+ * KVM_VPM_MAP of the page writable), a negative errno makes KVM_RUN fail
+ * with it.
+ *
+ * KVM_VPM_EVENT_PERSIST, KVM_VPM_EVENT_DISCARD: the guest issued the
+ * hypercall KVM_HC_VPM_HINT (13; KVM_HC_* 1-12 are taken in 6.1) at CPL 0
+ * with RAX = 13, RBX = op (KVM_VPM_HINT_PERSIST or KVM_VPM_HINT_DISCARD),
+ * RCX = gpa, RDX = len; [gpa, gpa + len) must be a non-empty part of the
+ * range, else RAX = -KVM_EINVAL and no event.  The status of the
+ * completion (0 or a negative errno) is returned in RAX.
+ *
+ * A signal ends the wait (KVM_RUN returns EINTR); the event stays pending
+ * and the next KVM_RUN waits again.  Closing the event fd, or the last
+ * reference to the VM fd, fails the pending and all later events: a write
+ * fault makes KVM_RUN fail with EFAULT, a hint returns -KVM_EFAULT.
+ *
+ * KVM_VPM_COMPLETE (vm ioctl, struct kvm_vpm_complete): complete the
+ * pending event id with status 0 or a negative errno (>= -4095).  ENOENT
+ * if no pending event has that id, EINVAL for a bad status or pad, ENXIO
+ * without a range.  Same callers as KVM_VPM_ENABLE.
+ */
+#define KVM_HC_VPM_HINT 13
+#define KVM_VPM_HINT_PERSIST 1
+#define KVM_VPM_HINT_DISCARD 2
+
+#define KVM_VPM_EVENT_WRITE_FAULT 1
+#define KVM_VPM_EVENT_PERSIST 2
+#define KVM_VPM_EVENT_DISCARD 3
+
+struct kvm_vpm_event {
+	__u64 id;
+	__u32 type;
+	__u32 vcpu;
+	__u64 gpa;
+	__u64 len;
+};
+
+struct kvm_vpm_complete {
+	__u64 id;
+	__s32 status;
+	__u32 pad;
+};
+
+#define KVM_VPM_COMPLETE _IOW(KVMIO, 0xee, struct kvm_vpm_complete)
+
 #endif /* KVM_CAP_VPM */
 
 #endif /* _LINUX_VPM_KVM_H */
