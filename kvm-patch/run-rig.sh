@@ -6,7 +6,7 @@
 # against them inside the VM.
 #
 # Usage: run-rig.sh [--cpu max|qemu64] [--modules DIR] [--require-vpm] [--require-vpm-map]
-#                   [--require-vpm-harvest] [--require-vpm-events]
+#                   [--require-vpm-harvest] [--require-vpm-events] [--bench]
 #
 #   --cpu max      (default) QEMU's emulated AMD CPU with SVM and nested paging (NPT):
 #                  KVM runs with NPT and the TDP MMU
@@ -20,12 +20,14 @@
 #                  KVM_VPM_HARVEST)
 #   --require-vpm-events  fail unless vpm-events passed (the modules must have
 #                  KVM_VPM_COMPLETE)
+#   --bench        also build bench/vpm-bench.c into the initramfs and run it after the
+#                  tests (bench/run-bench.sh extracts its table; RIG_TIMEOUT default 900)
 #
 # Builds the tests (gcc -static: tests/kvm-smoke.c, tests/vpm-enable.c, tests/vpm-map.c,
 # tests/vpm-harvest.c, tests/vpm-events.c)
 # and an initramfs (busybox-static, the modules, the tests, an /init that loads
 # irqbypass, ccp, kvm, kvm-amd, prints the kernel's KVM/SVM lines, runs kvm-smoke, then
-# vpm-enable, vpm-map, vpm-harvest and vpm-events, which skip (exit 77) when the modules
+# vpm-enable, vpm-map, vpm-harvest and vpm-events (and with --bench vpm-bench), which skip (exit 77) when the modules
 # do not have KVM_CAP_VPM, KVM_VPM_MAP, KVM_VPM_HARVEST or KVM_VPM_COMPLETE, prints
 # "RIG: PASS" or "RIG: FAIL ..." and powers off),
 # then boots it with qemu-system-x86_64 -accel tcg, bounded by timeout (RIG_TIMEOUT
@@ -49,7 +51,8 @@ RIG_NAME=run-rig
 
 CPU=max
 MODULES=$VPM_KVM_CACHE/out
-TIMEOUT=${RIG_TIMEOUT:-300}
+TIMEOUT=
+BENCH=0
 REQUIRE_VPM=0
 REQUIRE_VPM_MAP=0
 REQUIRE_VPM_HARVEST=0
@@ -57,7 +60,7 @@ REQUIRE_VPM_EVENTS=0
 TESTS="kvm-smoke vpm-enable vpm-map vpm-harvest vpm-events"
 
 usage() {
-	sed -n '6,23s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	sed -n '6,25s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 }
 
@@ -69,10 +72,19 @@ while [ $# -gt 0 ]; do
 	--require-vpm-map) REQUIRE_VPM_MAP=1; shift ;;
 	--require-vpm-harvest) REQUIRE_VPM_HARVEST=1; shift ;;
 	--require-vpm-events) REQUIRE_VPM_EVENTS=1; shift ;;
+	--bench) BENCH=1; shift ;;
 	-h|--help) usage ;;
 	*) echo "run-rig: unknown argument: $1" >&2; usage ;;
 	esac
 done
+
+# The benchmark is only built and run on request, so the CTest run does not pay for it.
+if [ "$BENCH" = 1 ]; then
+	TESTS="$TESTS vpm-bench"
+	TIMEOUT=${RIG_TIMEOUT:-900}
+else
+	TIMEOUT=${RIG_TIMEOUT:-300}
+fi
 
 case $CPU in
 max) QEMU_CPU=max; WANT_NPT=Y ;;
@@ -101,10 +113,12 @@ check_inputs() {
 }
 
 # Each test is one .c file plus the shared headers; rebuild when any of them is newer.
+# vpm-bench's source is in bench/, the tests' in tests/.
 build_tests() {
 	local t src bin dep built=
 	for t in $TESTS; do
 		src=$HERE/tests/$t.c
+		[ -f "$src" ] || src=$HERE/bench/$t.c
 		bin=$VPM_KVM_CACHE/rig/$t
 		for dep in "$src" "$HERE/tests/kvm-lib.h" "$HERE/tests/vpm-guest.h" \
 			"$HERE/include/linux/vpm-kvm.h"; do
@@ -165,6 +179,10 @@ run_vpm_test vpm-enable KVM_CAP_VPM
 run_vpm_test vpm-map KVM_VPM_MAP
 run_vpm_test vpm-harvest KVM_VPM_HARVEST
 run_vpm_test vpm-events KVM_VPM_COMPLETE
+# Only in the initramfs of run-rig.sh --bench.
+if [ -x /bin/vpm-bench ]; then
+	run_vpm_test vpm-bench KVM_VPM_HARVEST
+fi
 if dmesg | grep -q -E 'BUG:|WARNING:|Oops|general protection'; then
 	echo "RIG: kernel warnings:"
 	dmesg | grep -A 20 -E 'BUG:|WARNING:|Oops|general protection'
@@ -295,6 +313,13 @@ if grep -q '^VPM-EVENTS: PASS' "$CONSOLE"; then
 	vpm="$vpm, vpm-events $(grep -c '^vpm-events: ok' "$CONSOLE" || true) checks"
 else
 	vpm="$vpm, vpm-events skipped"
+fi
+if [ "$BENCH" = 1 ]; then
+	if grep -q '^VPM-BENCH: DONE' "$CONSOLE"; then
+		vpm="$vpm, vpm-bench done"
+	else
+		vpm="$vpm, vpm-bench skipped"
+	fi
 fi
 echo "run-rig: PASS (-cpu $QEMU_CPU, $paging, kvm-smoke $(grep -c '^kvm-smoke: ok' "$CONSOLE")" \
 	"checks, $vpm) in $(rig_elapsed "$T0")s"
