@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,4 +276,15 @@ char *sanitize_text(char *buf, size_t len, const char *s, size_t max)
 		buf[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
 	buf[i] = '\0';
 	return buf;
+}
+
+void errbuf_printf(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!errbuf || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errbuf, errlen, fmt, ap);
+	va_end(ap);
 }

@@ -11,6 +11,10 @@
 #define USEC_PER_MSEC UINT64_C(1000)
 #define NSEC_PER_USEC UINT64_C(1000)
 
+/* Format into errbuf (one line for the user), if there is one. */
+void errbuf_printf(char *errbuf, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* "4096", "64K", "1.5G", "2TiB": binary multiples, at most 2^63. */
 int parse_size(const char *s, uint64_t *ret_bytes);
 /* "100ms", "30s", "2min", "250us", plain number = milliseconds. */

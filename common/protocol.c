@@ -9,18 +9,6 @@
 #include "parse-util.h"
 #include "protocol.h"
 
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...) _printf_(3, 4);
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!errbuf || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, errlen, fmt, ap);
-	va_end(ap);
-}
-
 void vpm_request_done(struct vpm_request *req)
 {
 	free(req->method);
@@ -40,11 +28,11 @@ static int parse_json_message(const char *buf, size_t len, struct json_object **
 	size_t parsed;
 
 	if (len == 0) {
-		set_err(errbuf, errlen, "empty message");
+		errbuf_printf(errbuf, errlen, "empty message");
 		return -EBADMSG;
 	}
 	if (len > INT32_MAX || memchr(buf, '\0', len)) {
-		set_err(errbuf, errlen, "message contains a NUL byte before its end");
+		errbuf_printf(errbuf, errlen, "message contains a NUL byte before its end");
 		return -EBADMSG;
 	}
 
@@ -59,12 +47,12 @@ static int parse_json_message(const char *buf, size_t len, struct json_object **
 
 	if (jerr == json_tokener_continue) {
 		json_object_putp(&obj);
-		set_err(errbuf, errlen, "truncated JSON message");
+		errbuf_printf(errbuf, errlen, "truncated JSON message");
 		return -EBADMSG;
 	}
 	if (jerr != json_tokener_success || !obj) {
 		json_object_putp(&obj);
-		set_err(errbuf, errlen, "malformed JSON at offset %zu: %s", parsed,
+		errbuf_printf(errbuf, errlen, "malformed JSON at offset %zu: %s", parsed,
 			json_tokener_error_desc(jerr));
 		return jerr == json_tokener_error_depth ? -ELOOP : -EBADMSG;
 	}
@@ -72,12 +60,12 @@ static int parse_json_message(const char *buf, size_t len, struct json_object **
 	for (size_t i = parsed; i < len; i++)
 		if (!strchr(" \t\r\n", buf[i])) {
 			json_object_put(obj);
-			set_err(errbuf, errlen, "trailing data after JSON object at offset %zu", i);
+			errbuf_printf(errbuf, errlen, "trailing data after JSON object at offset %zu", i);
 			return -EBADMSG;
 		}
 	if (!json_object_is_type(obj, json_type_object)) {
 		json_object_put(obj);
-		set_err(errbuf, errlen, "message is not a JSON object");
+		errbuf_printf(errbuf, errlen, "message is not a JSON object");
 		return -EBADMSG;
 	}
 	*ret = obj;
@@ -90,17 +78,17 @@ static int check_protocol(struct json_object *msg, char *errbuf, size_t errlen)
 	int64_t p;
 
 	if (!json_object_object_get_ex(msg, "protocol", &v)) {
-		set_err(errbuf, errlen, "missing \"protocol\" field (this vpmd speaks %d)",
+		errbuf_printf(errbuf, errlen, "missing \"protocol\" field (this vpmd speaks %d)",
 			VPM_PROTOCOL_VERSION);
 		return -EPROTO;
 	}
 	if (!json_object_is_type(v, json_type_int)) {
-		set_err(errbuf, errlen, "\"protocol\" must be an integer");
+		errbuf_printf(errbuf, errlen, "\"protocol\" must be an integer");
 		return -EINVAL;
 	}
 	p = json_object_get_int64(v);
 	if (p != VPM_PROTOCOL_VERSION) {
-		set_err(errbuf, errlen, "protocol version %" PRId64 " not supported (speaking %d)",
+		errbuf_printf(errbuf, errlen, "protocol version %" PRId64 " not supported (speaking %d)",
 			p, VPM_PROTOCOL_VERSION);
 		return -EPROTONOSUPPORT;
 	}
@@ -116,7 +104,7 @@ int vpm_request_parse(const char *buf, size_t len, struct vpm_request *ret_req, 
 
 	/* json-c cuts strings and keys at an escaped NUL: refuse rather than act on a prefix */
 	if (memmem(buf, len, "\\u0000", 6)) {
-		set_err(errbuf, errlen, "NUL characters (\\u0000) are not allowed in requests");
+		errbuf_printf(errbuf, errlen, "NUL characters (\\u0000) are not allowed in requests");
 		return -EINVAL;
 	}
 	r = parse_json_message(buf, len, &msg, errbuf, errlen);
@@ -137,17 +125,17 @@ int vpm_request_parse(const char *buf, size_t len, struct vpm_request *ret_req, 
 		else {
 			char safe[65];
 
-			set_err(errbuf, errlen, "unknown request field \"%s\"",
+			errbuf_printf(errbuf, errlen, "unknown request field \"%s\"",
 				sanitize_text(safe, sizeof(safe), key, 64));
 			return -EINVAL;
 		}
 	}
 	if (!method || !json_object_is_type(method, json_type_string)) {
-		set_err(errbuf, errlen, "\"method\" must be present and a string");
+		errbuf_printf(errbuf, errlen, "\"method\" must be present and a string");
 		return -EINVAL;
 	}
 	if (params && !json_object_is_type(params, json_type_object)) {
-		set_err(errbuf, errlen, "\"params\" must be a JSON object");
+		errbuf_printf(errbuf, errlen, "\"params\" must be a JSON object");
 		return -EINVAL;
 	}
 
@@ -234,7 +222,7 @@ int vpm_reply_parse(const char *buf, size_t len, struct json_object **ret_result
 		if (!json_object_is_type(error, json_type_object) ||
 		    !json_object_object_get_ex(error, "errno", &v) ||
 		    !json_object_is_type(v, json_type_int)) {
-			set_err(errbuf, errlen, "malformed error reply from vpmd");
+			errbuf_printf(errbuf, errlen, "malformed error reply from vpmd");
 			return -EBADMSG;
 		}
 		e = json_object_get_int64(v);
@@ -243,13 +231,13 @@ int vpm_reply_parse(const char *buf, size_t len, struct json_object **ret_result
 		if (json_object_object_get_ex(error, "message", &v) &&
 		    json_object_is_type(v, json_type_string))
 			m = json_object_get_string(v);
-		set_err(errbuf, errlen, "%s", m ? m : strerror((int)e));
+		errbuf_printf(errbuf, errlen, "%s", m ? m : strerror((int)e));
 		*ret_error = -(int)e;
 		return 0;
 	}
 	if (!json_object_object_get_ex(msg, "result", &result) ||
 	    !json_object_is_type(result, json_type_object)) {
-		set_err(errbuf, errlen, "reply from vpmd has neither a result object nor an error");
+		errbuf_printf(errbuf, errlen, "reply from vpmd has neither a result object nor an error");
 		return -EBADMSG;
 	}
 	*ret_result = json_object_get(result);

@@ -21,16 +21,6 @@
 #include "policy.h"
 #include "virt-vms.h"
 
-static void errbuf_printf(char *errbuf, size_t errlen, const char *fmt, ...) _printf_(3, 4);
-static void errbuf_printf(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(errbuf, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- state directory ---------------------------------------------------------------- */
 
 static int read_lock_holder(int fd)

@@ -149,14 +149,30 @@ static bool policies_equal(const struct domain_policy *a, const struct domain_po
 	       a->epoch_interval == b->epoch_interval;
 }
 
+/* What the policy sets overrides s; the rest of s stays. */
+static void overlay_policy(const struct domain_policy *p, struct engine_settings *s)
+{
+	if (p->has_ratio) {
+		s->set_ratio = true;
+		s->ratio = p->ratio;
+	}
+	if (p->mode >= 0)
+		s->mode = p->mode;
+	if (p->policy >= 0)
+		s->policy = p->policy;
+	if (p->priority >= 0)
+		s->priority = p->priority;
+	if (p->epoch_interval) {
+		s->epoch_usec = p->epoch_interval;
+		s->reset_epoch = false;
+	}
+}
+
+/* The policy as a change of settings: what it leaves out stays unchanged. */
 static void policy_to_settings(const struct domain_policy *p, struct engine_settings *s)
 {
-	*s = (struct engine_settings){ .set_ratio = p->has_ratio,
-				       .ratio = p->ratio,
-				       .mode = p->mode,
-				       .policy = p->policy,
-				       .priority = p->priority,
-				       .epoch_usec = p->epoch_interval };
+	*s = (struct engine_settings){ .mode = -1, .policy = -1, .priority = -1 };
+	overlay_policy(p, s);
 }
 
 static void learn_devices(struct vvm *v, const struct domain_info *d)
@@ -328,7 +344,7 @@ static bool adopt_guest(struct virt_vms *vv, struct vvm *v)
 
 static void exec_guest(struct virt_vms *vv, const struct vvm *v, const char *log_path)
 {
-	char pages[32], seed[32], ratio[32];
+	char pages[32], seed[32], ratio[32], sock[PATH_MAX];
 	const char *argv[32];
 	sigset_t none;
 	size_t n = 0;
@@ -345,11 +361,12 @@ static void exec_guest(struct virt_vms *vv, const struct vvm *v, const char *log
 	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (fd >= 0)
 		(void)dup2(fd, STDIN_FILENO);
+	snprintf(sock, sizeof(sock), "%s/sim.sock", vv->state_dir);
 	snprintf(pages, sizeof(pages), "%" PRIu64, v->pages);
 	snprintf(seed, sizeof(seed), "%u", (unsigned)strlen(v->name) * 2654435761u + 7);
 	argv[n++] = vv->simguest;
 	argv[n++] = "-s";
-	argv[n++] = NULL; /* the socket, below */
+	argv[n++] = sock;
 	argv[n++] = "-n";
 	argv[n++] = v->name;
 	argv[n++] = "-p";
@@ -376,13 +393,7 @@ static void exec_guest(struct virt_vms *vv, const struct vvm *v, const char *log
 		argv[n++] = policy_kind_to_string((enum policy_kind)v->policy.policy);
 	}
 	argv[n] = NULL;
-	{
-		char sock[PATH_MAX];
-
-		snprintf(sock, sizeof(sock), "%s/sim.sock", vv->state_dir);
-		argv[2] = sock;
-		execv(vv->simguest, (char *const *)argv);
-	}
+	execv(vv->simguest, (char *const *)argv);
 	fprintf(stderr, "vpmd: cannot run '%s': %s\n", vv->simguest, strerror(errno));
 	_exit(127);
 }
@@ -449,20 +460,8 @@ static void apply_policy(struct virt_vms *vv, struct vvm *v)
 		return;
 	/* the metadata is the VM's setting: what it leaves out is vpmd.conf's */
 	engine_default_settings(vv->en, &s);
-	if (v->has_policy) {
-		if (v->policy.has_ratio)
-			s.ratio = v->policy.ratio;
-		if (v->policy.mode >= 0)
-			s.mode = v->policy.mode;
-		if (v->policy.policy >= 0)
-			s.policy = v->policy.policy;
-		if (v->policy.priority >= 0)
-			s.priority = v->policy.priority;
-		if (v->policy.epoch_interval) {
-			s.epoch_usec = v->policy.epoch_interval;
-			s.reset_epoch = false;
-		}
-	}
+	if (v->has_policy)
+		overlay_policy(&v->policy, &s);
 	r = engine_vm_set(vv->en, v->name, &s, &o, err, sizeof(err));
 	if (r < 0)
 		log_warning("VM '%s': the policy in its domain metadata cannot apply: %s", v->name,
@@ -591,9 +590,7 @@ static int hook_prepare(struct virt_vms *vv, struct vvm *v, struct json_object *
 			 v->name);
 		return -ENODEV;
 	}
-	policy_to_settings(&v->policy, &s);
-	if (!v->has_policy)
-		s = (struct engine_settings){ .mode = -1, .policy = -1, .priority = -1 };
+	policy_to_settings(&v->policy, &s); /* without a policy, v->policy sets nothing */
 	r = engine_reserve(vv->en, v->name, v->pages, &s, err, sizeof(err));
 	if (r < 0) {
 		snprintf(errbuf, errlen, "VM '%s' cannot start: %s", v->name, err);

@@ -13,6 +13,7 @@
 
 #include "json-util.h"
 #include "log.h"
+#include "parse-util.h"
 #include "virt-event.h"
 #include "virt.h"
 
@@ -68,26 +69,6 @@ struct snapshot {
 	bool persistent;
 	char *problem;
 };
-
-static void errbuf_printf(char *errbuf, size_t errlen, const char *fmt, ...) _printf_(3, 4);
-static void errbuf_printf(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!errbuf || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, errlen, fmt, ap);
-	va_end(ap);
-}
-
-static uint64_t now_usec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 /* libvirt's last error, remembered for the status and returned for log lines. */
 /* The copy stays valid across further libvirt calls, which reset libvirt's own. */
@@ -594,7 +575,7 @@ static void set_connected(struct virt *v, bool connected)
 static void disconnect(struct virt *v)
 {
 	/* a connection that lived long gets a quick retry; a flapping one keeps backing off */
-	if (v->connected_since && now_usec() - v->connected_since >= BACKOFF_MAX_USEC)
+	if (v->connected_since && now_usec(CLOCK_MONOTONIC) - v->connected_since >= BACKOFF_MAX_USEC)
 		v->backoff_usec = BACKOFF_MIN_USEC;
 	v->connected_since = 0;
 	close_connection(v);
@@ -714,7 +695,7 @@ static void try_connect(struct virt *v)
 		mark_all_stale(v);
 		goto retry;
 	}
-	v->connected_since = now_usec();
+	v->connected_since = now_usec(CLOCK_MONOTONIC);
 	v->failure_logged = false;
 	if (v->connects++ > 0)
 		v->reconnects++;
