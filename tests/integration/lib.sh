@@ -21,7 +21,14 @@ fail() {
 	exit 1
 }
 
+FAKE_PIDS=() # stand-in vpmds (start_fake_vpmd) and other helpers to kill at the end
+
 cleanup() {
+	local pid
+	for pid in "${FAKE_PIDS[@]}"; do
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
 	if [ -n "$VPMD_PID" ] && kill -0 "$VPMD_PID" 2>/dev/null; then
 		kill -TERM "$VPMD_PID" 2>/dev/null || true
 		wait "$VPMD_PID" 2>/dev/null || true
@@ -101,4 +108,16 @@ expect_grep() {
 # jq_check EXPR FILE: EXPR must be true for the JSON in FILE.
 jq_check() {
 	jq -e "$1" "$2" >/dev/null || fail "jq '$1' is false for $(cat "$2")"
+}
+
+# start_fake_vpmd SOCKET reply FILE | SOCKET hook LOG: the stand-in vpmd of fake-vpmd.py in the
+# background (killed by cleanup), once its socket is there
+start_fake_vpmd() {
+	python3 "$(dirname "${BASH_SOURCE[0]}")/fake-vpmd.py" "$@" &
+	FAKE_PIDS+=($!)
+	for _ in $(seq 100); do
+		[ -S "$1" ] && return 0
+		sleep 0.1
+	done
+	fail "the stand-in vpmd did not start"
 }

@@ -137,35 +137,8 @@ stop_vpmd
 [ ! -e "$SOCK" ] || fail "vpmd left its socket behind"
 
 # ---- list with libvirt's view, from a stand-in vpmd that answers with $T/reply.json ----
-cat >"$T/fake-vpmd.py" <<'PY'
-import os, socket, sys
-
-path, reply = sys.argv[1], sys.argv[2]
-srv = socket.socket(socket.AF_UNIX)
-srv.bind(path + ".tmp")
-srv.listen(8)
-os.rename(path + ".tmp", path)
-while True:
-    conn, _ = srv.accept()
-    buf = b""
-    while not buf.endswith(b"\0"):
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    with open(reply, "rb") as f:
-        conn.sendall(b'{"protocol": 1, "result": ' + f.read().strip() + b"}\0")
-    conn.close()
-PY
 FAKE="$T/fake.sock"
-python3 "$T/fake-vpmd.py" "$FAKE" "$T/reply.json" &
-FAKE_PID=$!
-trap 'kill "$FAKE_PID" 2>/dev/null || true; cleanup' EXIT
-for _ in $(seq 100); do
-	[ -S "$FAKE" ] && break
-	sleep 0.1
-done
-[ -S "$FAKE" ] || fail "the stand-in vpmd did not start"
+start_fake_vpmd "$FAKE" reply "$T/reply.json"
 
 # lvm NAME STATE PM_PAGES PROBLEM ATTACHED RESERVED: one VM of libvirt's view, as JSON
 lvm() {
@@ -220,6 +193,4 @@ echo '{"vms": [{"name": "kv1", "mode": "epoch", "pages": 256, "vcpus": 2, "ratio
 expect_rc 0 "$VPMCTL" -s "$FAKE" list
 [ "$(wc -l <"$T/stdout")" -eq 2 ] || fail "unexpected list: $(cat "$T/stdout")"
 expect_grep "^kv1 .* -$" "$T/stdout"
-kill "$FAKE_PID" 2>/dev/null || true
-wait "$FAKE_PID" 2>/dev/null || true
 echo "test-cli: ok"

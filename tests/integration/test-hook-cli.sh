@@ -9,15 +9,6 @@
 D="$(cd "$(dirname "$0")" && pwd)/data/hook"
 unset VPM_SOCKET VPM_CONFIG
 NOSOCK="$T/nothing-here.sock"
-FAKE_PIDS=()
-
-stop_fakes() {
-	for pid in "${FAKE_PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-}
-trap 'stop_fakes; cleanup' EXIT
 
 # run_hook WANT XML ARGS...: vpmctl ARGS... with the file XML on stdin; output in $T/std*.
 run_hook() {
@@ -229,48 +220,8 @@ run_hook 1 "$T/nul.xml" --config "$T/conf" -s "$NOSOCK" hook nul prepare begin -
 expect_refusal "contains a NUL byte"
 
 # ---- a stand-in vpmd: what is sent, and how answers and refusals come out ----
-cat >"$T/fake-vpmd.py" <<'PY'
-import json, os, socket, sys
-
-path, log = sys.argv[1], sys.argv[2]
-srv = socket.socket(socket.AF_UNIX)
-srv.bind(path + ".tmp")
-srv.listen(8)
-os.rename(path + ".tmp", path)
-while True:
-    conn, _ = srv.accept()
-    buf = b""
-    while not buf.endswith(b"\0"):
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    if not buf.endswith(b"\0"):
-        conn.close()
-        continue
-    req = json.loads(buf[:-1])
-    with open(log, "a") as f:
-        f.write(json.dumps(req) + "\n")
-    p = req.get("params", {})
-    if p.get("domain") == "shop" and p.get("op") in ("prepare", "reconnect"):
-        reply = {"error": {"errno": 28, "name": "ENOSPC", "message":
-                 "VM 'shop' does not fit: needs 16384 PM frames, 2000 free in pool 'pm0'\n"
-                 "free frames or lower its ratio"}}
-    else:
-        reply = {"result": {"action": "attached", "message":
-                 "VM '%s': %s %s done" % (p.get("domain"), p.get("op"), p.get("subop"))}}
-    reply["protocol"] = 1
-    conn.sendall(json.dumps(reply).encode() + b"\0")
-    conn.close()
-PY
 FAKE="$T/fake.sock"
-python3 "$T/fake-vpmd.py" "$FAKE" "$T/requests.jsonl" &
-FAKE_PIDS+=($!)
-for _ in $(seq 100); do
-	[ -S "$FAKE" ] && break
-	sleep 0.1
-done
-[ -S "$FAKE" ] || fail "the stand-in vpmd did not start"
+start_fake_vpmd "$FAKE" hook "$T/requests.jsonl"
 
 conf "[hook]" "on_vpmd_down = fail"
 for step in "started begin" "stopped end" "release end"; do
