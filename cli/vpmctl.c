@@ -638,6 +638,89 @@ static int cmd_show(const struct args *a)
 	return EXIT_OK;
 }
 
+/* ---- attach ---- */
+
+/* A guest-physical address: hexadecimal with 0x, or decimal. */
+static int parse_gpa_arg(const char *s, uint64_t *ret)
+{
+	char *end = NULL;
+
+	if (!*s || isspace((unsigned char)*s) || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	*ret = strtoull(s, &end, 0);
+	return errno || *end ? -EINVAL : 0;
+}
+
+struct attach_args {
+	const char *name, *mode, *policy;
+	uint64_t pid, gpa, size;
+	double ratio;
+};
+
+static int parse_attach_option(const struct args *a, const char *opt, const char *val,
+			       struct attach_args *t)
+{
+	if (streq(opt, "--pid")) {
+		if (parse_uint_range(val, 1, INT32_MAX, &t->pid) < 0)
+			return usage_error(a, "--pid takes the VMM's process id");
+	} else if (streq(opt, "--gpa")) {
+		if (parse_gpa_arg(val, &t->gpa) < 0)
+			return usage_error(a, "--gpa takes the guest-physical base of the vPM range, "
+					      "e.g. 0x100000000");
+	} else if (streq(opt, "--size")) {
+		if (parse_size(val, &t->size) < 0)
+			return usage_error(a, "--size takes the size of the vPM range, e.g. 512M");
+	} else if (streq(opt, "--ratio")) {
+		if (parse_ratio_arg(val, &t->ratio) < 0)
+			return usage_error(a, "--ratio takes a number from 1 to %d", VPM_RATIO_MAX);
+	} else if (streq(opt, "--mode")) {
+		t->mode = val;
+	} else if (streq(opt, "--policy")) {
+		t->policy = val;
+	} else {
+		return usage_error(a, "unknown option '%s'", opt);
+	}
+	return EXIT_OK;
+}
+
+static int cmd_attach(const struct args *a)
+{
+	_cleanup_(vpm_unrefp) struct vpm_ctx *ctx = NULL;
+	_cleanup_(vpm_vm_unrefp) struct vpm_vm *vm = NULL;
+	struct attach_args t = {};
+	int r;
+
+	for (int i = 0; i < a->argc; i++) {
+		if (!is_option(a->argv[i])) {
+			if (t.name)
+				return usage_error(a, "takes one VM name");
+			t.name = a->argv[i];
+			continue;
+		}
+		if (i + 1 >= a->argc)
+			return usage_error(a, "%s needs a value", a->argv[i]);
+		r = parse_attach_option(a, a->argv[i], a->argv[i + 1], &t);
+		if (r != EXIT_OK)
+			return r;
+		i++;
+	}
+	if (!t.name || !t.pid || !t.size)
+		return usage_error(a, "name the VM and give --pid, --gpa and --size");
+	r = open_ctx(a, &ctx);
+	if (r != EXIT_OK)
+		return r;
+	r = vpm_vm_attach_kvm(ctx, t.name, (pid_t)t.pid, t.gpa, t.size, t.ratio, t.mode, t.policy,
+			      &vm);
+	if (r < 0)
+		return fail(r);
+	if (a->json)
+		print_json_member("vm", vpm_vm_get_json(vm, true));
+	else
+		print_vm(vm);
+	return EXIT_OK;
+}
+
 /* ---- set-ratio, set-mode, set-policy, set-priority ---- */
 
 #define WAIT_POLL_USEC		  (100 * USEC_PER_MSEC)
@@ -1654,6 +1737,9 @@ static const struct command commands[] = {
 	{ "status", cmd_status, 0, "status", "show vpmd's state, configuration and clients" },
 	{ "list", cmd_list, 0, "list", "show the VMs vpmd serves: tiers, ratios, epochs" },
 	{ "show", cmd_show, 1, "show VM", "show one VM in detail, with its statistics" },
+	{ "attach", cmd_attach, 13,
+	  "attach VM --pid PID --gpa ADDR --size SIZE [--ratio R] [--mode M] [--policy P]",
+	  "serve a running KVM VM's vPM range (backend kvm; root)" },
 	{ "set-ratio", cmd_set_ratio, 6, "set-ratio VM|--all RATIO [--wait [--timeout SEC]]",
 	  "set how many guest PM pages share a PM frame (root)" },
 	{ "set-mode", cmd_set_mode, 6, "set-mode VM|--all MODE [--wait [--timeout SEC]]",

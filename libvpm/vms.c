@@ -419,6 +419,61 @@ _public_ int vpm_vm_show(struct vpm_ctx *ctx, const char *name, struct vpm_vm **
 /* ---- vm-set ---- */
 
 /* Send vm-set for name (NULL: all VMs) with one setting, which this takes even on failure. */
+static int add_attach_params(struct json_object *p, const char *name, pid_t pid, uint64_t gpa,
+			     uint64_t size, double ratio, const char *mode, const char *policy)
+{
+	int r = 0;
+
+	r |= json_add(p, "name", json_object_new_string(name));
+	r |= json_add(p, "pid", json_object_new_uint64((uint64_t)pid));
+	r |= json_add(p, "gpa", json_object_new_uint64(gpa));
+	r |= json_add(p, "size", json_object_new_uint64(size));
+	if (ratio > 0)
+		r |= json_add(p, "ratio", json_object_new_double(ratio));
+	if (mode)
+		r |= json_add(p, "mode", json_object_new_string(mode));
+	if (policy)
+		r |= json_add(p, "policy", json_object_new_string(policy));
+	return r;
+}
+
+_public_ int vpm_vm_attach_kvm(struct vpm_ctx *ctx, const char *name, pid_t pid, uint64_t gpa,
+			       uint64_t size, double ratio, const char *mode, const char *policy,
+			       struct vpm_vm **ret_vm)
+{
+	_cleanup_json_ struct json_object *params = NULL, *result = NULL;
+	struct json_object *vm;
+	struct vpm_vm_list *l;
+	int r;
+
+	if (!name || !*name || !ret_vm)
+		return vpm_set_error(EINVAL, "vpm_vm_attach_kvm: %s", !ret_vm ? "ret_vm is NULL"
+								 : "the VM name is empty");
+	if (pid <= 0 || size == 0 || gpa % 4096 || size % 4096)
+		return vpm_set_error(EINVAL,
+				     "vpm_vm_attach_kvm: VM '%s' needs its VMM's pid and a vPM range "
+				     "of whole 4 KiB pages (got pid %d, 0x%llx+0x%llx)",
+				     name, (int)pid, (unsigned long long)gpa,
+				     (unsigned long long)size);
+	if (ratio != 0 && !ratio_valid(ratio))
+		return vpm_set_error(EINVAL, "ratio %g is out of range: use a finite number from 1 "
+					     "to %d (or 0 for vpmd's default)",
+				     ratio, VPM_RATIO_MAX);
+	params = json_object_new_object();
+	if (!params || add_attach_params(params, name, pid, gpa, size, ratio, mode, policy) < 0)
+		return vpm_set_error(ENOMEM, "out of memory");
+	r = vpm_call(ctx, "attach", params, &result);
+	if (r < 0)
+		return r;
+	vm = vpm_json_child(result, "vm");
+	if (!vm || !json_object_is_type(vm, json_type_object))
+		return vpm_set_error(EPROTO, "bad reply from vpmd to 'attach': no \"vm\" object");
+	if (vpm_vm_list_build(TAKE_PTR(result), vm, &l) < 0)
+		return vpm_set_error(ENOMEM, "out of memory");
+	*ret_vm = &l->vms[0];
+	return 0;
+}
+
 static int vm_set(struct vpm_ctx *ctx, const char *fn, const char *name, const char *key,
 		  struct json_object *value)
 {

@@ -303,6 +303,7 @@ static const struct key_def daemon_keys[] = {
 	{ "socket_group", parse_string_field, offsetof(struct vpmd_config, socket_group), 0, 0, NULL,
 	  true },
 	DAEMON_KEY("state_dir", parse_abs_path_field, state_dir),
+	DAEMON_KEY("runtime_dir", parse_abs_path_field, runtime_dir),
 	DAEMON_KEY("backend", parse_backend, backend),
 	/* empty: vpmd does not talk to libvirt */
 	{ "libvirt_uri", parse_string_field, offsetof(struct vpmd_config, libvirt_uri), 0, 0, NULL,
@@ -528,6 +529,7 @@ static int set_defaults(struct vpmd_config *c)
 	if (free_and_strdup(&c->socket_path, VPM_DEFAULT_SOCKET) < 0 ||
 	    free_and_strdup(&c->socket_group, "vpm") < 0 ||
 	    free_and_strdup(&c->state_dir, "/var/lib/vpmd") < 0 ||
+	    free_and_strdup(&c->runtime_dir, "/run/vpmd") < 0 ||
 	    free_and_strdup(&c->libvirt_uri, "qemu:///system") < 0)
 		return -ENOMEM;
 	return 0;
@@ -688,6 +690,7 @@ struct vpmd_config *config_free(struct vpmd_config *c)
 	free(c->socket_path);
 	free(c->socket_group);
 	free(c->state_dir);
+	free(c->runtime_dir);
 	free(c->libvirt_uri);
 	free(c);
 	return NULL;

@@ -52,6 +52,7 @@ struct vpmd_config {
 	mode_t socket_mode;
 	char *socket_group; /* members may read state; NULL or "" = root only */
 	char *state_dir;
+	char *runtime_dir; /* tmpfs: what must outlive vpmd in memory (KVM VMs' DRAM frames) */
 	enum backend_kind backend;
 	char *libvirt_uri;
 	uint64_t dram_budget;

@@ -12,6 +12,7 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include "backend/kvm/kvm-backend.h"
 #include "daemon.h"
 #include "engine.h"
 #include "hostpm.h"
@@ -369,6 +370,7 @@ static int method_status(struct daemon *d, struct json_object *params,
 		      json_object_new_uint64(now_usec(CLOCK_MONOTONIC) - d->start_monotonic));
 	r |= json_add(o, "config_file", json_object_new_string(d->config_file));
 	r |= json_add(o, "state_dir", json_object_new_string(c->state_dir));
+	r |= json_add(o, "runtime_dir", json_object_new_string(c->runtime_dir));
 	r |= json_add(o, "socket", json_object_new_string(c->socket_path));
 	r |= json_add(o, "socket_activated", json_object_new_boolean(d->socket_activated));
 	r |= json_add(o, "backend", json_object_new_string(backend_kind_to_string(c->backend)));
@@ -706,6 +708,48 @@ static int record_settings_in_libvirt(struct daemon *d, const char *name,
 	return 0;
 }
 
+/* Serve a running KVM VM: its VMM's pid and the vPM range (guest-physical). */
+static int method_attach(struct daemon *d, struct json_object *params, struct json_object **ret,
+			 char *errbuf, size_t errlen)
+{
+	struct kvm_attach_request req = {};
+	struct engine_settings s = { .mode = -1, .policy = -1 };
+	uint64_t pid = 0;
+	int r;
+
+	if (vpm_json_get_string(params, "name", &req.name) < 0 ||
+	    vpm_json_get_uint64(params, "pid", &pid) < 0 || pid == 0 || pid > INT32_MAX ||
+	    vpm_json_get_uint64(params, "gpa", &req.gpa) < 0 ||
+	    vpm_json_get_uint64(params, "size", &req.size) < 0 ||
+	    vpm_json_get_string(params, "mode", &req.mode) == -EINVAL ||
+	    vpm_json_get_string(params, "policy", &req.policy) == -EINVAL) {
+		errbuf_printf(errbuf, errlen, "an attach needs 'name' (string), 'pid' (the VMM's "
+					      "process), 'gpa' and 'size' (the vPM range, bytes) and "
+					      "may give 'ratio', 'mode' and 'policy'");
+		return -EINVAL;
+	}
+	req.pid = (pid_t)pid;
+	r = get_ratio(params, &s, errbuf, errlen);
+	if (r >= 0)
+		r = get_enum(params, "mode", vm_mode_from_string, "native, epoch, hint", &s.mode,
+			     errbuf, errlen);
+	if (r >= 0)
+		r = get_enum(params, "policy", policy_kind_from_string,
+			     "vpm, static, random, lru, oracle", &s.policy, errbuf, errlen);
+	if (r < 0)
+		return r;
+	req.ratio = s.set_ratio ? s.ratio : 0;
+	if (!d->engine) {
+		errbuf_printf(errbuf, errlen, "vpmd serves no VMs: no formatted pool (vpmd "
+					      "--init-pool NAME)");
+		return -ENODEV;
+	}
+	r = engine_attach_kvm(d->engine, &req, errbuf, errlen);
+	if (r < 0)
+		return r;
+	return engine_vm_show(d->engine, req.name, ret, errbuf, errlen);
+}
+
 static int method_hook(struct daemon *d, struct json_object *params, struct json_object **ret,
 		       char *errbuf, size_t errlen)
 {
@@ -731,6 +775,8 @@ static const char *const pool_param[] = { "pool", NULL };
 static const char *const name_param[] = { "name", NULL };
 static const char *const set_params[] = { "name", "all", "ratio", "mode", "policy", "priority",
 					  NULL };
+static const char *const attach_params[] = { "name", "pid", "gpa", "size", "ratio", "mode",
+					     "policy", NULL };
 static const char *const hook_params[] = { "domain", "op", "subop", "xml", NULL };
 
 static const struct method methods[] = {
@@ -743,6 +789,7 @@ static const struct method methods[] = {
 	{ "vm-set", VPM_ACCESS_CHANGE, method_vm_set, set_params },
 	{ "reload", VPM_ACCESS_CHANGE, method_reload, no_params },
 	{ "hook", VPM_ACCESS_CHANGE, method_hook, hook_params },
+	{ "attach", VPM_ACCESS_CHANGE, method_attach, attach_params },
 };
 
 static bool method_takes(const struct method *m, const char *key)
@@ -819,6 +866,7 @@ static int keep_restart_settings(const struct vpmd_config *old, struct vpmd_conf
 	r |= warn_restart(warnings, "socket_mode", om, nm);
 	r |= warn_restart(warnings, "socket_group", old->socket_group, new->socket_group);
 	r |= warn_restart(warnings, "state_dir", old->state_dir, new->state_dir);
+	r |= warn_restart(warnings, "runtime_dir", old->runtime_dir, new->runtime_dir);
 	r |= warn_restart(warnings, "backend", backend_kind_to_string(old->backend),
 			  backend_kind_to_string(new->backend));
 	r |= warn_restart(warnings, "libvirt_uri", old->libvirt_uri, new->libvirt_uri);
@@ -833,6 +881,7 @@ static int keep_restart_settings(const struct vpmd_config *old, struct vpmd_conf
 	if (free_and_strdup(&new->socket_path, old->socket_path) < 0 ||
 	    free_and_strdup(&new->socket_group, old->socket_group) < 0 ||
 	    free_and_strdup(&new->state_dir, old->state_dir) < 0 ||
+	    free_and_strdup(&new->runtime_dir, old->runtime_dir) < 0 ||
 	    free_and_strdup(&new->libvirt_uri, old->libvirt_uri) < 0)
 		return -ENOMEM;
 	return 0;
@@ -1093,15 +1142,14 @@ static int setup_control(struct daemon *d)
 	return 0;
 }
 
-/* The sim backend serves guests from the first formatted pool. */
+/* The engine (and its backend) serves VMs from the first formatted pool. */
 static int setup_engine(struct daemon *d)
 {
-	if (d->config->backend != BACKEND_SIM)
-		return 0;
 	for (size_t i = 0; i < d->n_pools; i++)
 		if (d->pools[i]->store)
 			return engine_new(d->event, d->config, d->pools[i], &d->engine);
-	log_notice("Sim backend idle: no formatted pool to keep guests' devices in");
+	log_notice("%s backend idle: no formatted pool to keep the VMs' devices in",
+		   d->config->backend == BACKEND_KVM ? "KVM" : "Sim");
 	return 0;
 }
 

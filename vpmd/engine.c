@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
+#include "backend/kvm/kvm-backend.h"
 #include "backend/sim/sim-backend.h"
 #include "engine.h"
 #include "json-util.h"
@@ -103,6 +104,7 @@ struct engine {
 	uint64_t tokens_usec;
 	sd_event_source *checkpoint;
 	struct sim_backend *sim;
+	struct kvm_backend *kvm;
 	struct copy_crew *crew; /* stages paused VMs' pages */
 	struct vm *vms;
 	struct reservation *resv; /* VMs about to start */
@@ -613,24 +615,16 @@ static int epoch_boundary(struct vm *vm, bool early)
 	if (r < 0)
 		return log_warning_errno(r, "VM '%s': vCPUs did not stop for epoch %" PRIu64 ": %m",
 					 vm->name, vm->epoch + 1);
-	uint64_t ta = now_usec(CLOCK_MONOTONIC);
 	harvest_paused(vm);
-	uint64_t tb = now_usec(CLOCK_MONOTONIC);
 	punch_demoted(vm);
 	dram = dram_pages(vm);
 	over = dram > vm->dram_share ? dram - vm->dram_share : 0;
 	choose_victims(vm, early ? over : take_tokens(vm, over));
-	uint64_t tc = now_usec(CLOCK_MONOTONIC);
 	n = stage_pages(vm, false);
-	uint64_t td = now_usec(CLOCK_MONOTONIC);
 	if (n < 0)
 		restore_victims(vm); /* nothing is committed: nothing may move */
 	ops->resume(vm->b);
 	sample_add(&vm->pause, now_usec(CLOCK_MONOTONIC) - t0);
-	static FILE *dbg; if (!dbg && getenv("VPM_DEBUG_PAUSE")) dbg = fopen(getenv("VPM_DEBUG_PAUSE"), "a");
-	if (dbg)
-		fprintf(dbg, "PAUSE n=%ld early=%d wait=%lu harvest=%lu choose=%lu stage=%lu total=%lu\n", (long)n, early, ta - t0, tb - ta, tc - tb, td - tc, now_usec(CLOCK_MONOTONIC) - t0);
-
 	close_epoch_history(vm);
 	if (n < 0)
 		return (int)n;
@@ -810,7 +804,7 @@ static int persist_range(struct vm *vm, uint64_t g, uint32_t offset, uint32_t le
 static int discard_range(struct vm *vm, uint64_t g, uint32_t offset, uint32_t len)
 {
 	if (offset != 0 || len != PM_PAGE_SIZE || pt_tier(&vm->pt, g) != PT_TIER_DRAM ||
-	    vm->mode == VM_MODE_NATIVE)
+	    vm->mode == VM_MODE_NATIVE || vm->b->ops->maps_all)
 		return 0;
 	pt_place(&vm->pt, g, PT_TIER_NONE, 0, 0);
 	queue_map(vm, g, BACKEND_UNMAPPED, 0, false);
@@ -1594,6 +1588,29 @@ static int adopt_mappings(struct vm *vm)
 	return 0;
 }
 
+/*
+ * A backend without absent-page faults (maps_all): every page gets its frame now, as a first
+ * touch would give it (its committed content; DRAM while within the share, else PM).
+ */
+static int map_every_page(struct vm *vm)
+{
+	uint64_t f;
+	int r;
+
+	for (uint64_t g = 0; g < vm->n_pages; g++) {
+		if (pt_tier(&vm->pt, g) != PT_TIER_NONE)
+			continue;
+		if (pm_frame_lookup(vm->en->store, vm->dev, g, &f) == 0) {
+			place_pm(vm, g, f);
+			continue;
+		}
+		r = first_touch(vm, g, false);
+		if (r < 0)
+			return r;
+	}
+	return flush_maps(vm);
+}
+
 int engine_vm_attach(struct engine *en, struct backend_vm *b, char *errbuf, size_t errlen)
 {
 	struct vm *vm;
@@ -1669,6 +1686,14 @@ int engine_vm_attach(struct engine *en, struct backend_vm *b, char *errbuf, size
 		}
 		if (vm->mode == VM_MODE_NATIVE && dram_pages(vm) > 0)
 			(void)switch_mode(vm, VM_MODE_NATIVE);
+	}
+	if (b->ops->maps_all) {
+		r = map_every_page(vm);
+		if (r < 0) {
+			snprintf(errbuf, errlen, "cannot map the pages of VM '%s': %s", vm->name,
+				 strerror(-r));
+			goto fail;
+		}
 	}
 	/* accuracy 1 us: sd-event's default would coalesce the epochs to 250 ms */
 	r = sd_event_add_time_relative(en->event, &vm->epoch_timer, CLOCK_MONOTONIC,
@@ -1885,13 +1910,24 @@ int engine_new(sd_event *event, const struct vpmd_config *c, struct pool *pool,
 		engine_free(en);
 		return log_error_errno(r, "Cannot set up the engine: %m");
 	}
-	r = sim_backend_new(en, event, sock, &en->sim);
-	if (r < 0) {
-		engine_free(en);
-		return r;
+	if (c->backend == BACKEND_KVM) {
+		r = kvm_backend_new(en, event, c->runtime_dir, &en->kvm);
+		if (r < 0) {
+			engine_free(en);
+			return r;
+		}
+		log_info("KVM backend: VMs attach with 'vpmctl attach'; devices in pool '%s'; "
+			 "%u copy thread(s)",
+			 pool->config.name, copy_crew_threads(en->crew));
+	} else {
+		r = sim_backend_new(en, event, sock, &en->sim);
+		if (r < 0) {
+			engine_free(en);
+			return r;
+		}
+		log_info("Sim backend: guests attach on %s; devices in pool '%s'; %u copy thread(s)",
+			 sock, pool->config.name, copy_crew_threads(en->crew));
 	}
-	log_info("Sim backend: guests attach on %s; devices in pool '%s'; %u copy thread(s)", sock,
-		 pool->config.name, copy_crew_threads(en->crew));
 	*ret = en;
 	return 0;
 }
@@ -1903,6 +1939,7 @@ struct engine *engine_free(struct engine *en)
 	while (en->resv)
 		(void)engine_release(en, en->resv->name);
 	sim_backend_free(en->sim); /* detaches every VM */
+	kvm_backend_free(en->kvm);
 	while (en->vms)
 		vm_free(en->vms);
 	sd_event_source_disable_unref(en->checkpoint);
@@ -1913,6 +1950,18 @@ struct engine *engine_free(struct engine *en)
 	free(en->image_dir);
 	free(en);
 	return NULL;
+}
+
+int engine_attach_kvm(struct engine *en, const struct kvm_attach_request *req, char *errbuf,
+		      size_t errlen)
+{
+	if (!en->kvm) {
+		snprintf(errbuf, errlen, "vpmd serves simulated guests (backend = sim): set "
+					 "backend = kvm in its configuration and restart it to serve "
+					 "KVM VMs");
+		return -EOPNOTSUPP;
+	}
+	return kvm_backend_attach(en->kvm, req, errbuf, errlen);
 }
 
 struct pool *engine_pool(struct engine *en)

@@ -106,6 +106,11 @@ bool engine_release(struct engine *en, const char *name);
 bool engine_reserved(struct engine *en, const char *name);
 bool engine_vm_attached(struct engine *en, const char *name);
 
+/* Serve a running KVM VM (backend = kvm); errbuf says why not. */
+struct kvm_attach_request;
+int engine_attach_kvm(struct engine *en, const struct kvm_attach_request *req, char *errbuf,
+		      size_t errlen);
+
 /* ---- for backends ---- */
 int engine_vm_attach(struct engine *en, struct backend_vm *b, char *errbuf, size_t errlen);
 void engine_vm_event(struct vm *vm, const struct backend_event *ev);

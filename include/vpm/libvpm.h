@@ -270,6 +270,16 @@ const char *vpm_vm_get_device_image(const struct vpm_vm *vm);
 int vpm_vm_show(struct vpm_ctx *ctx, const char *name, struct vpm_vm **ret_vm);
 
 /*
+ * Serve a running VM of the patched KVM (vpmd with backend = kvm; root only): pid is its VMM's
+ * process (QEMU's), [gpa, gpa + size) its vPM range, guest-physical, in whole 4 KiB pages.
+ * ratio 0, mode NULL and policy NULL take vpmd's defaults (or the settings saved for name).
+ * On success *ret_vm is the VM as vpm_vm_show() gives it (unref it).
+ */
+int vpm_vm_attach_kvm(struct vpm_ctx *ctx, const char *name, pid_t pid, uint64_t gpa,
+		      uint64_t size, double ratio, const char *mode, const char *policy,
+		      struct vpm_vm **ret_vm);
+
+/*
  * Change the VM called name, or every VM when name is NULL (root only). vpmd applies the
  * change to all of them or to none. A ratio must be finite, from 1 to 65536; mode "native"
  * forces ratio 1. The new placement is reached over the next epoch boundaries: poll

@@ -14,6 +14,8 @@
  *   complete answer an event (write fault, persist hint, discard hint) the backend delivered
  *            with engine_vm_event()
  *
+ * The events of a backend that maps all pages (maps_all) are write faults and hints only.
+ *
  * A backend attaches a VM with engine_vm_attach(), delivers its events with engine_vm_event()
  * and reports its end with engine_vm_detach(); the engine calls the operations below. DRAM
  * frames are the pages of the VM's DRAM memfd (frame g backs gfn g, so the memfd is sparse and
@@ -66,6 +68,12 @@ struct backend_guest_stats {
 
 struct backend_ops {
 	const char *name;
+	/*
+	 * Every gfn must stay mapped: the hypervisor backs an unmapped gfn with memory of its
+	 * own instead of raising a fault (kvm). The engine maps every page at attach and keeps
+	 * discarded pages mapped.
+	 */
+	bool maps_all;
 	int (*map)(struct backend_vm *b, const struct backend_map *m, size_t n);
 	/* The current mapping of a gfn (for adopting a running guest after a restart). */
 	void (*lookup)(struct backend_vm *b, uint64_t gfn, struct backend_map *ret);
