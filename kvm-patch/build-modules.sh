@@ -18,11 +18,12 @@
 # linux-headers-ABI (plus its -common and linux-kbuild-6.1), all pinned to the image's
 # exact version (files already there are not downloaded again); check the source version
 # against kvm-patch/BASE; unpack the image (dpkg-deb -x; kept: vmlinuz, irqbypass.ko,
-# ccp.ko), the headers (into the cache, not installed) and only the KVM parts of the
-# source; apply the patches; build kvm.ko, kvm-amd.ko and, if it builds, kvm-intel.ko
-# against the headers; strip them and put them with irqbypass.ko, ccp.ko and vmlinuz into
-# OUT, with BUILD-INFO describing the build.  Unchanged sources are not rebuilt: a second
-# run only checks.  One timed line per step; the full output is in
+# ccp.ko and the NVDIMM modules of run-rig.sh --nvdimm), the headers (into the cache, not
+# installed) and only the KVM parts of the source; apply the patches; build kvm.ko,
+# kvm-amd.ko and, if it builds, kvm-intel.ko against the headers; strip them and put them
+# with irqbypass.ko, ccp.ko, the NVDIMM modules (with nvdimm-modules, their load order)
+# and vmlinuz into OUT, with BUILD-INFO describing the build.  Unchanged sources are not
+# rebuilt: a second run only checks.  One timed line per step; the full output is in
 # /var/cache/vpm-kvm/logs/build-modules.log and its tail is shown when a step fails.
 #
 # Exit codes: 0 modules built and in OUT; 1 a step failed (named in the message);
@@ -195,10 +196,37 @@ source_version() {
 	check_base "$v"
 }
 
+# The image's modules for an emulated NVDIMM (run-rig.sh --nvdimm): ACPI NFIT, libnvdimm,
+# its namespace drivers and device DAX (CONFIG_DAX is built in), under kernel/.
+NVDIMM_MODULES="drivers/nvdimm/libnvdimm drivers/acpi/nfit/nfit drivers/nvdimm/nd_btt
+drivers/nvdimm/nd_pmem drivers/dax/device_dax drivers/dax/dax_pmem"
+
+# nvdimm_load_order DIR: the names of NVDIMM_MODULES (their .ko files in DIR), each after
+# the modules its modinfo "depends=" names; fails on a dependency outside the set.
+nvdimm_load_order() {
+	local dir=$1 m d left='' done=' ' progress
+	for m in $NVDIMM_MODULES; do
+		left="$left ${m##*/}"
+	done
+	while [ -n "${left// /}" ]; do
+		progress=0
+		for m in $left; do
+			for d in $(modinfo_field "$dir/$m.ko" depends | tr ',' ' '); do
+				case $done in *" $d "*) ;; *) continue 2 ;; esac
+			done
+			echo "$m"
+			done="$done$m "
+			left=$(echo " $left " | sed "s/ $m / /")
+			progress=1
+		done
+		[ "$progress" = 1 ] || { echo "NVDIMM modules with unmet dependencies:$left" >&2; return 1; }
+	done
+}
+
 IMG=
 extract_image() {
-	local tmp=$IMG.tmp m
-	if [ -f "$IMG/.done" ]; then
+	local tmp=$IMG.tmp m p
+	if [ -f "$IMG/.done" ] && [ -s "$IMG/nvdimm-modules" ]; then
 		rig_note "cached"
 		return 0
 	fi
@@ -209,10 +237,15 @@ extract_image() {
 	mkdir -p "$tmp/keep"
 	cp "$tmp/root/boot/vmlinuz-$ABI" "$tmp/keep/vmlinuz"
 	cp "$m/virt/lib/irqbypass.ko" "$m/drivers/crypto/ccp/ccp.ko" "$tmp/keep/"
+	for p in $NVDIMM_MODULES; do
+		cp "$m/$p.ko" "$tmp/keep/"
+	done
+	nvdimm_load_order "$tmp/keep" >"$tmp/keep/nvdimm-modules"
 	cp "$tmp/root/boot/config-$ABI" "$tmp/keep/config"
 	mv "$tmp/keep" "$IMG"
 	rm -rf "$tmp"
 	touch "$IMG/.done"
+	rig_note "NVDIMM modules: $(paste -sd ' ' "$IMG/nvdimm-modules")"
 }
 
 HDR=
@@ -374,9 +407,11 @@ install_out() {
 		n=$((n + 1))
 	done
 	rm -rf "$tmp"
-	for m in irqbypass.ko ccp.ko vmlinuz; do
-		install_file "$IMG/$m" "$m"
+	for m in irqbypass ccp $(cat "$IMG/nvdimm-modules"); do
+		install_file "$IMG/$m.ko" "$m.ko"
 	done
+	install_file "$IMG/nvdimm-modules" nvdimm-modules
+	install_file "$IMG/vmlinuz" vmlinuz
 	{
 		echo "abi=$ABI"
 		echo "version=$VER"

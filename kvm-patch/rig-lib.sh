@@ -12,9 +12,10 @@ VPM_KVM_CACHE=${VPM_KVM_CACHE:-/var/cache/vpm-kvm}
 
 # Host packages of the rig: the module build (make, gcc, bc, flex, bison, libelf-dev,
 # libssl-dev, binutils for strip and objcopy, patch), unpacking (xz-utils for the source tarball), the
-# initramfs (busybox-static, cpio, gzip) and the VM (qemu-system-x86).
+# initramfs (busybox-static, cpio, gzip; ndctl and daxctl, copied into it with their
+# libraries for run-rig.sh --nvdimm) and the VM (qemu-system-x86).
 RIG_PACKAGES="make gcc bc flex bison libelf-dev libssl-dev binutils patch xz-utils \
-busybox-static cpio gzip qemu-system-x86"
+busybox-static cpio gzip ndctl daxctl qemu-system-x86"
 
 rig_die() {
 	echo "${RIG_NAME:-rig}: error: $*" >&2

@@ -77,7 +77,7 @@ static struct json_object *namespace_to_json(struct ndctl_namespace *ndns)
 		      json_object_new_string(namespace_mode_name(ndctl_namespace_get_mode(ndns))));
 	r |= json_add(o, "size", json_object_new_uint64(ndctl_namespace_get_size(ndns)));
 	r |= json_add(o, "enabled",
-		      json_object_new_boolean(ndctl_namespace_is_enabled(ndns) > 0));
+		      json_object_new_boolean(ndctl_namespace_is_active(ndns) > 0));
 	r |= json_add(o, "numa_node", json_object_new_int(ndctl_namespace_get_numa_node(ndns)));
 	r |= add_namespace_devices(o, ndns);
 	return r ? NULL : TAKE_PTR(o);

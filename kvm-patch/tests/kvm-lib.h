@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * kvm-lib.h - helpers shared by the rig's standalone KVM tests (kvm-smoke.c, vpm-enable.c,
- * vpm-map.c, vpm-harvest.c, vpm-events.c).
+ * vpm-map.c, vpm-harvest.c, vpm-events.c, vpm-reattach.c).
  *
  * Each test is one static program built from one .c file, so the helpers are static
  * functions in this header.  Define before including it:

@@ -12,7 +12,11 @@
 # (run-rig.sh --require-vpm); when a patch adds KVM_VPM_MAP, also "VPM-MAP: PASS"
 # (--require-vpm-map); when a patch adds KVM_VPM_HARVEST, also "VPM-HARVEST: PASS"
 # (--require-vpm-harvest); when a patch adds KVM_VPM_COMPLETE, also "VPM-EVENTS: PASS"
-# (--require-vpm-events).
+# (--require-vpm-events); when a patch adds the uapi comment on a daemon restart
+# (re-attaching to an orphaned range), also "VPM-REATTACH: PASS" (--require-vpm-reattach).
+# With VPM_BUILD naming a build directory (CTest sets it), both runs also run the VM-level
+# test tests/vm-level.sh with that build's vpmd, vpmctl, vpm-vmm and vpm-seqcheck on an
+# emulated NVDIMM, which must pass ("VM-TEST: PASS") once the series has patch 5.
 #
 # Exit codes: 0 all passed; 1 the build or a rig run failed; 77 (skip) the machine
 # cannot run the rig: not root, or no apt-get and neither the cached downloads in
@@ -98,11 +102,12 @@ check_uapi() {
 }
 
 # The patches from the one that adds KVM_CAP_VPM on, if the series has it, and whether
-# one adds KVM_VPM_MAP, KVM_VPM_HARVEST or KVM_VPM_COMPLETE.
+# one adds KVM_VPM_MAP, KVM_VPM_HARVEST, KVM_VPM_COMPLETE or the re-attach uapi comment.
 declare -a vpm_patches=() rig_args=()
 vpm_map=0
 vpm_harvest=0
 vpm_events=0
+vpm_reattach=0
 for p in "$HERE"/patches/*.patch; do
 	[ -f "$p" ] || continue
 	if [ ${#vpm_patches[@]} -gt 0 ] || grep -q '^+#define KVM_CAP_VPM ' "$p"; then
@@ -111,11 +116,24 @@ for p in "$HERE"/patches/*.patch; do
 	! grep -q '^+#define KVM_VPM_MAP ' "$p" || vpm_map=1
 	! grep -q '^+#define KVM_VPM_HARVEST ' "$p" || vpm_harvest=1
 	! grep -q '^+#define KVM_VPM_COMPLETE ' "$p" || vpm_events=1
+	! grep -q '^+ \* Daemon restart: ' "$p" || vpm_reattach=1
 done
 [ ${#vpm_patches[@]} -eq 0 ] || rig_args=(--require-vpm)
 [ "$vpm_map" = 0 ] || rig_args+=(--require-vpm-map)
 [ "$vpm_harvest" = 0 ] || rig_args+=(--require-vpm-harvest)
 [ "$vpm_events" = 0 ] || rig_args+=(--require-vpm-events)
+[ "$vpm_reattach" = 0 ] || rig_args+=(--require-vpm-reattach)
+
+# The VM-level test (tests/vm-level.sh: vpmd serving vpm-vmm's VM on a devdax pool) needs
+# vpmd's build: VPM_BUILD names it (CTest sets it).
+if [ -n "${VPM_BUILD:-}" ] && [ -x "$VPM_BUILD/vpmd/vpmd" ] && [ -x "$VPM_BUILD/tests/vpm-vmm" ] &&
+	[ -x "$VPM_BUILD/tests/vpm-seqcheck" ]; then
+	rig_args+=(--vpmd "$VPM_BUILD" --extra "$VPM_BUILD/tests/vpm-vmm"
+		--extra "$VPM_BUILD/tests/vpm-seqcheck" --script "$HERE/tests/vm-level.sh")
+	[ "$vpm_reattach" = 0 ] || rig_args+=(--require-vm-test)
+else
+	echo "test-rig: no VPM_BUILD with vpmd, vpm-vmm and vpm-seqcheck: no VM-level test"
+fi
 
 T0=$(date +%s.%N)
 ok=1

@@ -25,8 +25,10 @@
  *     COMPLETE, whose status (0, -ENOSPC) comes back in RAX; hints outside the range,
  *     straddling its end, with len 0 or an unknown op give -KVM_EINVAL in RAX at once
  *     and no event;
- *   - closing the event fd, or the VM fd, while the vCPU waits makes KVM_RUN fail with
- *     EFAULT; after that, hints give -KVM_EFAULT and writes EFAULT at once;
+ *   - closing the VM fd while the vCPU waits makes KVM_RUN fail with EFAULT; so does
+ *     closing the event fd without the re-attach patch, while with it the vCPU keeps
+ *     waiting (vpm-reattach tests that further) until the VM fd is closed too; after
+ *     that, hints give -KVM_EFAULT and writes EFAULT at once;
  *   - pins (/proc/vmstat) are back to their starting value at the end.
  *
  * Every wait for the vCPU thread is bounded (5 s) and fails the test instead of hanging.
@@ -63,6 +65,8 @@
 static uint8_t hint_code[] = { 0x0f, 0x01, 0xd9, 0xf4 };
 
 static uint8_t *memfd_b;
+/* Does closing the event fd orphan the VPM state instead of failing the events? */
+static int reattach;
 
 static void start(struct runner *t, struct vm *v)
 {
@@ -322,10 +326,15 @@ static void hint_tests(struct vm *v)
 	hint_refused(v, 0, base, 8, -KVM_EINVAL, "hint with op 0");
 }
 
-/* Close the event fd (or the VM fd) while the vCPU waits: KVM_RUN fails with EFAULT. */
+/*
+ * Close the VM fd, or the event fd, while the vCPU waits: KVM_RUN fails with EFAULT.
+ * With the re-attach patch, closing the event fd leaves the vCPU waiting for a new
+ * daemon, and closing the VM fd then fails the event.
+ */
 static void close_test(int close_vm_fd)
 {
-	const char *what = close_vm_fd ? "close the VM fd" : "close the event fd";
+	const char *what = close_vm_fd ? "close the VM fd" :
+			   reattach ? "close the event fd, then the VM fd" : "close the event fd";
 	struct kvm_vpm_event ev;
 	struct runner t;
 	struct vm v;
@@ -334,12 +343,18 @@ static void close_test(int close_vm_fd)
 	enable(&v);
 	xmap(&v, RANGE_GFN + 3, 3, 0);
 	blocked_write(&v, &t, RANGE_GFN + 3, 0xcafe0004, &ev, what);
-	if (close_vm_fd) {
-		close(v.fd);
-		v.fd = -1;
-	} else {
+	if (!close_vm_fd) {
 		close(v.vpm);
 		v.vpm = -1;
+	}
+	if (!close_vm_fd && reattach) {
+		msleep(100);
+		check(!t.done, "close the event fd while the vCPU waits: it keeps waiting "
+		      "(KVM_RUN not returned after 100 ms)");
+	}
+	if (close_vm_fd || reattach) {
+		close(v.fd);
+		v.fd = -1;
 	}
 	must_return(&t, what);
 	check(t.r == -EFAULT, "%s while the vCPU waits: KVM_RUN %s (want EFAULT)", what,
@@ -413,6 +428,7 @@ int main(void)
 	hint_tests(&v);
 	close_vm(&v);
 
+	reattach = has_reattach();
 	close_test(0);
 	close_test(1);
 

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * vpm-guest.h - the real-mode guest of the VPM selftests that run guest code (vpm-map.c,
- * vpm-harvest.c, vpm-events.c): a code slot, a data slot with the VPM range in it, one
- * vCPU whose DS points at the data slot, and small code snippets that read or write one
- * word of a data page; run_failing_events() runs the vCPU while a thread completes every
- * VPM event with -EFAULT.  Include after kvm-lib.h and vpm-kvm.h.
+ * vpm-harvest.c, vpm-events.c, vpm-reattach.c): a code slot, a data slot with the VPM
+ * range in it, one vCPU whose DS points at the data slot, and small code snippets that
+ * read or write one word of a data page; run_failing_events() runs the vCPU while a
+ * thread completes every VPM event with -EFAULT; has_reattach() tells whether KVM keeps
+ * an orphaned VPM state for a new daemon.  Include after kvm-lib.h and vpm-kvm.h.
  */
 #ifndef VPM_GUEST_H
 #define VPM_GUEST_H
@@ -195,6 +196,29 @@ static int __attribute__((unused)) has_events(struct vm *v)
 	(void)v;
 	return 0;
 #endif
+}
+
+/*
+ * has_reattach - does KVM_VPM_ENABLE of the same range attach a new event fd to a VPM
+ * state whose event fd was closed (the re-attach patch)?  Without it, closing the event
+ * fd kills the state and the second KVM_VPM_ENABLE gives EEXIST.  Uses a VM of its own
+ * (code_mem must be set up).
+ */
+static int __attribute__((unused)) has_reattach(void)
+{
+	struct kvm_vpm_enable args = {
+		.gpa = RANGE_GFN << 12, .size = RANGE_PAGES * PAGE_SIZE,
+	};
+	struct vm v;
+
+	new_vm(&v);
+	enable(&v);
+	close(v.vpm);
+	v.vpm = ioctl(v.fd, KVM_VPM_ENABLE, &args);
+	if (v.vpm < 0 && errno != EEXIST)
+		fail("KVM_VPM_ENABLE after closing the event fd: %s", strerror(errno));
+	close_vm(&v);
+	return v.vpm >= 0;
 }
 
 static void __attribute__((unused)) msleep(unsigned int ms)

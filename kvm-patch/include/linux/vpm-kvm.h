@@ -186,6 +186,31 @@ struct kvm_vpm_complete {
 
 #define KVM_VPM_COMPLETE _IOW(KVMIO, 0xee, struct kvm_vpm_complete)
 
+/*
+ * Daemon restart: closing the event fd (the daemon exits or dies) orphans
+ * the VPM state instead of failing it, and this replaces what is said
+ * above about closing it.  The mappings stay (their pages stay pinned and
+ * the guest keeps running on them), a hold is released, and the pending
+ * events stay pending: their vCPUs keep waiting, as do the vCPUs that
+ * raise new write faults or hints meanwhile (a signal still makes KVM_RUN
+ * return EINTR, and the next KVM_RUN waits again).  While the state is
+ * orphaned, KVM_VPM_MAP, KVM_VPM_UNMAP, KVM_VPM_HOLD, KVM_VPM_RESUME and
+ * KVM_VPM_COMPLETE give ENXIO; KVM_VPM_HARVEST works.
+ *
+ * A new daemon takes over with KVM_VPM_ENABLE of exactly the same range
+ * (gpa and size, flags and pad zero; the same callers as before): it
+ * returns a new event fd bound to the existing state, mappings and bits
+ * kept, from which every pending event is read again with its id, the
+ * ones the previous daemon read but did not complete included.  The
+ * memslots are not checked again.  Another range gives EEXIST, and so
+ * does KVM_VPM_ENABLE while a daemon's event fd is open.
+ *
+ * Only the last reference to the VM fd going away fails the pending and
+ * all later events (a write fault makes KVM_RUN fail with EFAULT, a hint
+ * returns -KVM_EFAULT) and releases a hold, orphaned or not, so that no
+ * vCPU is left waiting.
+ */
+
 #endif /* KVM_CAP_VPM */
 
 #endif /* _LINUX_VPM_KVM_H */

@@ -524,6 +524,21 @@ static int find_vm_fd(pid_t pid, int *ret_fd, unsigned *ret_vcpus, char *errbuf,
 	return 0;
 }
 
+#define NO_VPM                                                                                  \
+	"this host's KVM has no VPM support (KVM_CAP_VPM): install the patched KVM modules "     \
+	"(kvm-patch/install-modules.sh)"
+
+/*
+ * Whether KVM has the VPM series. Asked of /dev/kvm: a VM fd answers only its creator. Without
+ * /dev/kvm the ioctls themselves tell.
+ */
+static bool kvm_has_vpm(void)
+{
+	_cleanup_close_ int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+
+	return fd < 0 || ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_VPM) > 0;
+}
+
 /* The VM fd, from the VMM's process; VPM enabled on the range, or taken over when orphaned. */
 static int open_vm(struct kvm_vm *k, char *errbuf, size_t errlen)
 {
@@ -547,9 +562,8 @@ static int open_vm(struct kvm_vm *k, char *errbuf, size_t errlen)
 			 (int)k->pid, strerror(-r));
 		return r;
 	}
-	if (ioctl(k->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_VPM) <= 0) {
-		snprintf(errbuf, errlen, "this host's KVM has no VPM support (KVM_CAP_VPM): "
-					 "install the patched KVM modules (kvm-patch/)");
+	if (!kvm_has_vpm()) {
+		snprintf(errbuf, errlen, "%s", NO_VPM);
 		return -EOPNOTSUPP;
 	}
 	k->event_fd = ioctl(k->vm_fd, KVM_VPM_ENABLE, &en);
@@ -557,6 +571,10 @@ static int open_vm(struct kvm_vm *k, char *errbuf, size_t errlen)
 		return 0;
 	r = -errno;
 	switch (r) {
+	case -ENOTTY:
+	case -EIO: /* KVM refuses a VM's other ioctls to processes other than its creator */
+		snprintf(errbuf, errlen, "%s", NO_VPM);
+		return -EOPNOTSUPP;
 	case -EINVAL:
 		snprintf(errbuf, errlen, "the vPM range 0x%" PRIx64 "+0x%" PRIx64 " is not guest "
 					 "memory of process %d's VM (no memslots cover it all)",
