@@ -21,11 +21,14 @@
 #include "parse-util.h"
 #include "pm-layout.h"
 #include "policy.h"
+#include "backend/kvm/kvm-backend.h"
 #include "virt-vms.h"
 #include "virt-worker.h"
 #include "virt.h"
 
 #define VM_NAME_MAX 64 /* as the engine's */
+/* where libvirt's qemu driver (qemu:///system) keeps each running domain's QEMU pid */
+#define LIBVIRT_QEMU_RUN_DIR "/run/libvirt/qemu"
 /* a sim guest for a libvirt VM runs until its VM stops: a year is "until stopped" */
 #define GUEST_SECONDS "31536000"
 /* it paces its operations like a guest that also does other work, not one that only writes PM */
@@ -66,6 +69,7 @@ struct virt_vms {
 	char *state_dir;
 	char *guest_dir;
 	char *simguest;  /* path of vpm-simguest; NULL: no sim guests */
+	bool kvm;        /* the kvm backend serves libvirt's VMs (their QEMU's KVM VM) */
 	struct vvm *vms;
 	size_t n_vms;
 	bool warned_full;
@@ -398,6 +402,87 @@ static void exec_guest(struct virt_vms *vv, const struct vvm *v, const char *log
 	_exit(127);
 }
 
+/* ---- KVM VMs ---------------------------------------------------------------------------- */
+
+/* The one device the kvm backend serves of a VM (KVM takes one vPM range per VM), or NULL. */
+static const struct vdev *kvm_device(const struct vvm *v, char *errbuf, size_t errlen)
+{
+	const struct vdev *dev = NULL;
+
+	for (unsigned i = 0; i < v->n_devs; i++) {
+		if (!v->devs[i].servable)
+			continue;
+		if (dev || v->devs[i].model != DOMAIN_PMDEV_NVDIMM) {
+			snprintf(errbuf, errlen, "the kvm backend serves one nvdimm per VM; VM '%s' "
+						 "has %s",
+				 v->name, dev ? "more than one PM device" : "a virtio-pmem device");
+			return NULL;
+		}
+		dev = &v->devs[i];
+	}
+	if (!dev)
+		snprintf(errbuf, errlen, "VM '%s' has no PM device vpmd can serve", v->name);
+	return dev;
+}
+
+/* Can the kvm backend serve v once it runs? (The base address comes only then.) */
+static int kvm_check(const struct vvm *v, char *errbuf, size_t errlen)
+{
+	if (!kvm_device(v, errbuf, errlen))
+		return -EINVAL;
+	if (!kvm_backend_host_has_vpm()) {
+		snprintf(errbuf, errlen, "this host's KVM has no VPM support (KVM_CAP_VPM): install "
+					 "the patched KVM modules (kvm-patch/install-modules.sh)");
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+static int read_qemu_pid(const char *name, pid_t *ret)
+{
+	char path[PATH_MAX];
+	_cleanup_fclose_ FILE *f = NULL;
+	int pid;
+
+	snprintf(path, sizeof(path), "%s/%s.pid", LIBVIRT_QEMU_RUN_DIR, name);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	if (fscanf(f, "%d", &pid) != 1 || pid <= 0)
+		return -EBADMSG;
+	*ret = pid;
+	return 0;
+}
+
+/* The VM runs under QEMU with KVM: vpmd takes its VM over (kvm backend). */
+static int attach_kvm(struct virt_vms *vv, struct vvm *v, char *errbuf, size_t errlen)
+{
+	struct kvm_attach_request req = { .name = v->name };
+	const struct vdev *dev;
+	int r;
+
+	if (engine_vm_attached(vv->en, v->name))
+		return 0; /* taken over at vpmd's start, or attached already */
+	dev = kvm_device(v, errbuf, errlen);
+	if (!dev)
+		return -EINVAL;
+	if (!dev->has_base) {
+		snprintf(errbuf, errlen, "VM '%s': libvirt gives no base address of its nvdimm",
+			 v->name);
+		return -ENODATA;
+	}
+	r = read_qemu_pid(v->name, &req.pid);
+	if (r < 0) {
+		snprintf(errbuf, errlen, "VM '%s': no QEMU pid in %s/%s.pid: %s", v->name,
+			 LIBVIRT_QEMU_RUN_DIR, v->name, strerror(-r));
+		return r;
+	}
+	/* the guest sees the nvdimm less its label area, from the base on */
+	req.gpa = dev->base;
+	req.size = dev->size - dev->label_size;
+	return engine_attach_kvm(vv->en, &req, errbuf, errlen);
+}
+
 /* The VM runs: make sure a sim guest serves it. */
 static void ensure_guest(struct virt_vms *vv, struct vvm *v)
 {
@@ -406,6 +491,17 @@ static void ensure_guest(struct virt_vms *vv, struct vvm *v)
 	pid_t pid;
 	int r;
 
+	if (vv->kvm) {
+		/*
+		 * Only the started hook attaches a KVM VM, before its vCPUs run: a running guest
+		 * may have written to QEMU's pages, which vpmd's frames would replace.
+		 */
+		if (vv->en && !engine_vm_attached(vv->en, v->name) && !v->hooked)
+			log_notice("VM '%s' runs, started without vpmd's hook: its PM is QEMU's own "
+				   "until it is started again",
+				   v->name);
+		return;
+	}
 	if (!vv->en || !vv->simguest || v->guest || v->pages < 4)
 		return;
 	/* a guest that re-attached on its own is one to adopt, not to start again */
@@ -590,6 +686,16 @@ static int hook_prepare(struct virt_vms *vv, struct vvm *v, struct json_object *
 			 v->name);
 		return -ENODEV;
 	}
+	if (vv->kvm) {
+		r = kvm_check(v, err, sizeof(err));
+		if (r < 0 && v->has_policy) {
+			snprintf(errbuf, errlen, "VM '%s' has a VPM policy but %s", v->name, err);
+			return r;
+		}
+		if (r < 0)
+			return hook_result(ret, "none", "VM '%s': its PM is not managed: %s", v->name,
+					   err);
+	}
 	policy_to_settings(&v->policy, &s); /* without a policy, v->policy sets nothing */
 	r = engine_reserve(vv->en, v->name, v->pages, &s, err, sizeof(err));
 	if (r < 0) {
@@ -683,6 +789,24 @@ int virt_vms_hook(struct virt_vms *vv, const char *domain, const char *op, const
 		if (!vv->connected)
 			v->lv_state = "running";
 		v->wanted = true;
+		if (vv->kvm && vv->en && streq(op, "reconnect") &&
+		    !engine_vm_attached(vv->en, v->name))
+			return hook_result(ret, "none", "VM '%s' is not served: it runs since before "
+							"vpmd served it",
+					   v->name);
+		if (vv->kvm && vv->en) {
+			err[0] = 0;
+			r = attach_kvm(vv, v, err, sizeof(err));
+			if (r < 0 && v->has_policy) {
+				snprintf(errbuf, errlen, "VM '%s' has a VPM policy but cannot be "
+							 "served: %s",
+					 v->name, err);
+				return r;
+			}
+			if (r < 0)
+				return hook_result(ret, "none", "VM '%s' is not served: %s", v->name,
+						   err);
+		}
 		ensure_guest(vv, v);
 		return hook_result(ret, streq(op, "started") ? "attached" : "reattached",
 				   "VM '%s': served by vpmd", v->name);
@@ -875,6 +999,7 @@ int virt_vms_new(sd_event *e, const struct vpmd_config *c, struct engine *en,
 	if (asprintf(&vv->guest_dir, "%s/guests", c->state_dir) < 0 ||
 	    !(vv->state_dir = strdup(c->state_dir)))
 		return log_oom();
+	vv->kvm = c->backend == BACKEND_KVM;
 	if (c->backend == BACKEND_SIM && en) {
 		vv->simguest = find_simguest();
 		if (!vv->simguest)

@@ -16,6 +16,9 @@
 #   5. vpmd restarts and takes the VM over (the kernel keeps its mappings); the guest goes on
 #   6. the VMM stops: vpmd commits the last epoch; the durable image equals the guest's final
 #      state exactly
+#   7. hint mode: a second VM whose guest hints every 7th store (the persist hypercall); after
+#      kill -9 of vpmd every hinted store the guest saw return is durable; after the take-over
+#      and the VMM's exit the image is the guest's final state
 #
 # Prints "VM-LEVEL: ..." lines; exit 0 pass, 1 fail, 77 skip (no devdax, no VPM in KVM).
 # Programs come from PATH: vpmd, vpmctl, vpm-vmm, vpm-seqcheck.
@@ -211,4 +214,45 @@ vpm-seqcheck "/dev/$DAX" vm1 $WPP --expect "$final" >"$W/check2.out" 2>&1 ||
 	fail "durable image after the VMM's exit: $(cat "$W/check2.out")"
 say "final: guest seq $final; $(cat "$W/check2.out")"
 [ -z "$(ls /run/vpmd/kvm 2>/dev/null)" ] || fail "files left in /run/vpmd/kvm: $(ls /run/vpmd/kvm)"
+
+# 7. hint mode: every store whose persist hint returned is durable
+: >"$W/vmm.log"
+start_vpmd
+vpm-vmm --pm-gpa $GPA --pm-size $SIZE --words-per-page $WPP --wait-start --hint-every 7 \
+	--report-every 4096 >"$W/vmm.log" 2>&1 &
+VMM_PID=$!
+i=0
+until grep -q '^VMM: pid=' "$W/vmm.log"; do
+	i=$((i + 1))
+	[ $i -lt 100 ] || fail "vpm-vmm (hints) did not start"
+	sleep 0.1
+done
+ctl attach vm2 --pid "$VMM_PID" --gpa $GPA --size $SIZE --mode hint --ratio 2 \
+	>"$W/attach.out" 2>"$W/attach.err" || fail "vpmctl attach vm2: $(cat "$W/attach.err")"
+kill -USR1 "$VMM_PID"
+wait_progress 8192
+through=$(vmm_seq)
+kill -9 "$VPMD_PID"
+wait "$VPMD_PID" 2>/dev/null || true
+VPMD_PID=
+vpm-seqcheck "/dev/$DAX" vm2 $WPP --hinted 7 --through "$through" >"$W/check3.out" 2>&1 ||
+	fail "hinted stores after kill -9: $(cat "$W/check3.out")"
+say "hint mode, after kill -9 of vpmd: $(cat "$W/check3.out")"
+start_vpmd
+seq_before=$(vmm_seq)
+wait_progress "$seq_before"
+kill -TERM "$VMM_PID"
+wait "$VMM_PID" || fail "vpm-vmm (hints) exited with $?: $(tail -n 5 "$W/vmm.log")"
+VMM_PID=
+final=$(sed -n 's/^VMM: final seq=\([0-9]*\).*/\1/p' "$W/vmm.log")
+i=0
+while ctl -j list | grep -q '"name": *"vm2"'; do
+	i=$((i + 1))
+	[ $i -lt 100 ] || fail "vpmd did not notice the exit of vm2's VMM"
+	sleep 0.1
+done
+stop_vpmd
+vpm-seqcheck "/dev/$DAX" vm2 $WPP --expect "$final" >"$W/check4.out" 2>&1 ||
+	fail "vm2's durable image after its VMM's exit: $(cat "$W/check4.out")"
+say "hint mode, final: guest seq $final; $(cat "$W/check4.out")"
 say "PASS"

@@ -3,7 +3,8 @@
 # The kvm backend on a host whose KVM has no VPM (the patched KVM runs in the VM-level test,
 # kvm-patch/tests/vm-level.sh): vpmd with backend = kvm starts, refuses what it cannot serve
 # with one clear line each (bad names, ranges and pids, a process without a KVM VM, a KVM
-# without KVM_CAP_VPM, the sim backend), keeps serving, leaves no files behind, and at start
+# without KVM_CAP_VPM, the sim backend, libvirt VMs with a policy it could not serve),
+# keeps serving, leaves no files behind, and at start
 # drops the records of VMs whose VMM is gone. A runtime_dir off tmpfs is refused at start.
 . "$(dirname "$0")/lib.sh"
 VMM="$VPM_BUILD/tests/vpm-vmm"
@@ -85,6 +86,23 @@ if [ -c /dev/kvm ] && [ -x "$VMM" ]; then
 else
 	echo "note: no /dev/kvm here: the KVM_CAP_VPM refusal is not exercised"
 fi
+
+# libvirt's hook with the kvm backend: a VM with a VPM policy is refused at prepare when KVM
+# has no VPM (its reason in virsh's error); one without a policy starts, its PM not managed;
+# a VM already running is not taken over by a reconnect (its guest wrote QEMU's pages)
+DATA=$(dirname "$0")/data/hook
+if ! "$VPMCTL" -s "$SOCK" -j hook shop prepare begin - <"$DATA/shop-prepare.xml" \
+	>"$T/hook.json" 2>"$T/stderr"; then
+	expect_grep "VM 'shop' has a VPM policy but this host's KVM has no VPM support" "$T/stderr"
+	sed '/<vpm:policy/d' "$DATA/shop-prepare.xml" >"$T/nopolicy.xml"
+	expect_rc 0 "$VPMCTL" -s "$SOCK" -j hook shop prepare begin - <"$T/nopolicy.xml"
+	jq_check '.action == "none" and (.message | test("not managed"))' "$T/stdout"
+else
+	echo "note: this host's KVM has VPM; shop was reserved"
+fi
+expect_rc 0 "$VPMCTL" -s "$SOCK" -j hook shop reconnect begin - <"$DATA/shop-reconnect.xml"
+jq_check '.action == "none" and (.message | test("runs since before"))' "$T/stdout"
+expect_rc 0 "$VPMCTL" -s "$SOCK" -j hook shop release end - <"$DATA/shop-release.xml"
 
 # vpmd still serves, and nothing is left behind
 expect_rc 0 "$VPMCTL" -s "$SOCK" status

@@ -539,6 +539,13 @@ static bool kvm_has_vpm(void)
 	return fd < 0 || ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_VPM) > 0;
 }
 
+bool kvm_backend_host_has_vpm(void)
+{
+	_cleanup_close_ int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+
+	return fd >= 0 && ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_VPM) > 0;
+}
+
 /* The VM fd, from the VMM's process; VPM enabled on the range, or taken over when orphaned. */
 static int open_vm(struct kvm_vm *k, char *errbuf, size_t errlen)
 {

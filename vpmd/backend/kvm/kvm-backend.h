@@ -16,6 +16,7 @@
 #ifndef VPMD_KVM_BACKEND_H
 #define VPMD_KVM_BACKEND_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -40,6 +41,8 @@ int kvm_backend_new(struct engine *en, sd_event *event, const char *runtime_dir,
 /* Serve a running VM; errbuf says why not (a one-line reason for the operator). */
 int kvm_backend_attach(struct kvm_backend *kb, const struct kvm_attach_request *req, char *errbuf,
 		       size_t errlen);
+/* Whether this host's KVM (/dev/kvm) has the VPM series. */
+bool kvm_backend_host_has_vpm(void);
 /* Let every VM go: they keep running on their mappings until the next vpmd takes over. */
 struct kvm_backend *kvm_backend_free(struct kvm_backend *kb);
 
