@@ -655,6 +655,7 @@ static int parse_gpa_arg(const char *s, uint64_t *ret)
 struct attach_args {
 	const char *name, *mode, *policy;
 	uint64_t pid, gpa, size;
+	bool has_gpa; /* 0 is guest RAM in any VM: the range is never implied */
 	double ratio;
 };
 
@@ -668,6 +669,7 @@ static int parse_attach_option(const struct args *a, const char *opt, const char
 		if (parse_gpa_arg(val, &t->gpa) < 0)
 			return usage_error(a, "--gpa takes the guest-physical base of the vPM range, "
 					      "e.g. 0x100000000");
+		t->has_gpa = true;
 	} else if (streq(opt, "--size")) {
 		if (parse_size(val, &t->size) < 0)
 			return usage_error(a, "--size takes the size of the vPM range, e.g. 512M");
@@ -705,7 +707,7 @@ static int cmd_attach(const struct args *a)
 			return r;
 		i++;
 	}
-	if (!t.name || !t.pid || !t.size)
+	if (!t.name || !t.pid || !t.has_gpa || !t.size)
 		return usage_error(a, "name the VM and give --pid, --gpa and --size");
 	r = open_ctx(a, &ctx);
 	if (r != EXIT_OK)

@@ -724,11 +724,18 @@ static int resolve_fault(struct vm *vm, uint64_t g, bool write)
 		/* a candidate whose demotion failed, or a race with another vCPU's fault */
 		if (write && !pt_test(&vm->pt, g, PT_WRITABLE))
 			place_dram(vm, g, PT_COMMITTED);
+		else if (write) /* a remap that failed: the hypervisor maps it read-only still */
+			queue_map(vm, g, BACKEND_DRAM, g, true);
 		return flush_maps(vm);
 	}
 	if (tier == PT_TIER_PM) {
-		if (!write || pt_test(&vm->pt, g, PT_WRITABLE))
+		if (!write)
 			return 0;
+		if (pt_test(&vm->pt, g, PT_WRITABLE)) {
+			/* as above: the hypervisor did not take the writable mapping */
+			queue_map(vm, g, BACKEND_PM, pt_frame(&vm->pt, g), true);
+			return flush_maps(vm);
+		}
 		r = make_dram_room(vm);
 		if (r < 0)
 			return r;
@@ -1544,6 +1551,29 @@ static void vm_free(struct vm *vm)
 }
 
 /*
+ * A backend without absent-page faults (maps_all): every page gets its frame now, as a first
+ * touch would give it (its committed content; DRAM while within the share, else PM).
+ */
+static int map_every_page(struct vm *vm)
+{
+	uint64_t f;
+	int r;
+
+	for (uint64_t g = 0; g < vm->n_pages; g++) {
+		if (pt_tier(&vm->pt, g) != PT_TIER_NONE)
+			continue;
+		if (pm_frame_lookup(vm->en->store, vm->dev, g, &f) == 0) {
+			place_pm(vm, g, f);
+			continue;
+		}
+		r = first_touch(vm, g, false);
+		if (r < 0)
+			return r;
+	}
+	return flush_maps(vm);
+}
+
+/*
  * A guest vpmd did not start (it ran on while vpmd restarted): take over the mappings it runs
  * on. A DRAM page is committed at the first boundary (it may hold writes of the epoch vpmd
  * lost, or of the time vpmd was away); a PM page stays if the store says its frame is the
@@ -1579,6 +1609,9 @@ static int adopt_mappings(struct vm *vm)
 	}
 	if (r >= 0)
 		r = flush_maps(vm);
+	/* pages the guest ran on no frame of vpmd's get theirs before it runs again */
+	if (r >= 0 && ops->maps_all && !vm->b->finished)
+		r = map_every_page(vm);
 	ops->resume(vm->b);
 	if (r < 0)
 		return r;
@@ -1586,29 +1619,6 @@ static int adopt_mappings(struct vm *vm)
 		 "%" PRIu64 " remapped to their committed content",
 		 vm->name, dram, pm, moved);
 	return 0;
-}
-
-/*
- * A backend without absent-page faults (maps_all): every page gets its frame now, as a first
- * touch would give it (its committed content; DRAM while within the share, else PM).
- */
-static int map_every_page(struct vm *vm)
-{
-	uint64_t f;
-	int r;
-
-	for (uint64_t g = 0; g < vm->n_pages; g++) {
-		if (pt_tier(&vm->pt, g) != PT_TIER_NONE)
-			continue;
-		if (pm_frame_lookup(vm->en->store, vm->dev, g, &f) == 0) {
-			place_pm(vm, g, f);
-			continue;
-		}
-		r = first_touch(vm, g, false);
-		if (r < 0)
-			return r;
-	}
-	return flush_maps(vm);
 }
 
 int engine_vm_attach(struct engine *en, struct backend_vm *b, char *errbuf, size_t errlen)
@@ -1687,8 +1697,13 @@ int engine_vm_attach(struct engine *en, struct backend_vm *b, char *errbuf, size
 		if (vm->mode == VM_MODE_NATIVE && dram_pages(vm) > 0)
 			(void)switch_mode(vm, VM_MODE_NATIVE);
 	}
-	if (b->ops->maps_all) {
-		r = map_every_page(vm);
+	if (!b->reattached && b->ops->maps_all) {
+		/* held: a vCPU must not see a page change under it */
+		r = b->ops->pause(b, vm->epoch + 1);
+		if (r >= 0) {
+			r = map_every_page(vm);
+			b->ops->resume(b);
+		}
 		if (r < 0) {
 			snprintf(errbuf, errlen, "cannot map the pages of VM '%s': %s", vm->name,
 				 strerror(-r));

@@ -197,6 +197,24 @@ wait_progress "$seq_before"
 wait_epochs 3
 say "taken over by the new vpmd; guest at seq $(vmm_seq)"
 
+# 5b. native mode (the guest writes PM frames in place), vpmd killed and taken over again,
+#     back to epoch mode: step 6 shows that no write got lost on the way
+ctl set-mode vm1 native --wait --timeout 120 >"$W/set.out" 2>&1 || fail "set-mode native: $(cat "$W/set.out")"
+seq_before=$(vmm_seq)
+wait_progress "$seq_before"
+kill -9 "$VPMD_PID"
+wait "$VPMD_PID" 2>/dev/null || true
+VPMD_PID=
+start_vpmd
+ctl -j show vm1 >"$W/show.json" 2>&1 || fail "the new vpmd did not take vm1 over in native mode"
+grep -q '"mode": *"native"' "$W/show.json" || fail "vm1 is not native after the take-over: $(cat "$W/show.json")"
+seq_before=$(vmm_seq)
+wait_progress "$seq_before"
+ctl set-mode vm1 epoch --wait --timeout 120 >"$W/set.out" 2>&1 || fail "set-mode epoch: $(cat "$W/set.out")"
+seq_before=$(vmm_seq)
+wait_progress "$seq_before"
+say "native mode taken over and left; guest at seq $(vmm_seq)"
+
 # 6. the VMM stops: the last epoch commits; the image is the guest's final state
 kill -TERM "$VMM_PID"
 wait "$VMM_PID" || fail "vpm-vmm exited with $?: $(tail -n 5 "$W/vmm.log")"
@@ -238,6 +256,19 @@ VPMD_PID=
 vpm-seqcheck "/dev/$DAX" vm2 $WPP --hinted 7 --through "$through" >"$W/check3.out" 2>&1 ||
 	fail "hinted stores after kill -9: $(cat "$W/check3.out")"
 say "hint mode, after kill -9 of vpmd: $(cat "$W/check3.out")"
+# the new vpmd takes vm2 over in hint mode (its record keeps the mode): again
+start_vpmd
+seq_before=$(vmm_seq)
+wait_progress "$((seq_before + 4096))"
+ctl -j show vm2 >"$W/show.json"
+grep -q '"mode": *"hint"' "$W/show.json" || fail "vm2 is not in hint mode after the take-over"
+through=$(vmm_seq)
+kill -9 "$VPMD_PID"
+wait "$VPMD_PID" 2>/dev/null || true
+VPMD_PID=
+vpm-seqcheck "/dev/$DAX" vm2 $WPP --hinted 7 --through "$through" >"$W/check3.out" 2>&1 ||
+	fail "hinted stores after the take-over and another kill -9: $(cat "$W/check3.out")"
+say "hint mode, taken over and killed again: $(cat "$W/check3.out")"
 start_vpmd
 seq_before=$(vmm_seq)
 wait_progress "$seq_before"

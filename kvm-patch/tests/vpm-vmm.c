@@ -425,7 +425,7 @@ static void flat_segment(struct kvm_segment *seg, uint16_t selector, uint8_t typ
 
 static void create_vm(void)
 {
-	struct guest_params *params;
+	struct guest_params params;
 	struct kvm_sregs sregs;
 	struct kvm_regs regs;
 	int size;
@@ -444,15 +444,17 @@ static void create_vm(void)
 	/* vmmcall on AMD (kvm_amd), vmcall on Intel; KVM fixes up the other one anyway. */
 	if (!access("/sys/module/kvm_amd", F_OK))
 		low[CODE_GPA + (guest_hypercall - guest_start) + 2] = 0xd9;
-	params = (struct guest_params *)(low + PARAM_GPA);
-	params->base = opt.pm_gpa;
-	params->end = opt.pm_gpa + opt.pm_size;
-	params->size = opt.pm_size;
-	params->slots = slots;
-	params->report_every = opt.report_every;
-	params->hint_every = opt.hint_every;
-	params->max_seq = opt.max_seq;
-	params->delay = opt.delay;
+	params = (struct guest_params){
+		.base = opt.pm_gpa,
+		.end = opt.pm_gpa + opt.pm_size,
+		.size = opt.pm_size,
+		.slots = slots,
+		.report_every = opt.report_every,
+		.hint_every = opt.hint_every,
+		.max_seq = opt.max_seq,
+		.delay = opt.delay,
+	};
+	memcpy(low + PARAM_GPA, &params, sizeof(params));
 	set_slot(vm, 0, 0, LOW_SIZE, low);
 
 	pm = mmap(NULL, opt.pm_size, PROT_READ | PROT_WRITE,
@@ -511,7 +513,8 @@ static void *vcpu_main(void *arg)
 	(void)arg;
 	while (!stop) {
 		if (ioctl(vcpu, KVM_RUN, NULL) < 0) {
-			if (errno == EINTR)
+			/* EAGAIN: the daemon could not resolve a fault yet; enter again */
+			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			fail("KVM_RUN: %s", strerror(errno));
 		}

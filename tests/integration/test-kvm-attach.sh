@@ -32,21 +32,39 @@ if [ "$(stat -f -c %T "$T")" != tmpfs ]; then
 fi
 
 write_config "backend = kvm" "runtime_dir = $RUN"
-# records of a previous vpmd: a VMM that is gone, and a file vpmd did not write
+# records of a previous vpmd: a VM whose VMM exited while no vpmd ran (what it left in DRAM is
+# committed: one page mapped to DRAM holding a pattern), and a file vpmd did not write
 mkdir -p "$RUN/kvm"
 sleep 0.1 &
 dead=$!
 wait "$dead"
-printf 'pid %d\nstarttime 1\ngpa 0\nsize 4096\n' "$dead" >"$RUN/kvm/gone.vm"
-: >"$RUN/kvm/gone.dram"
+printf 'pid %d\nstarttime 1\ngpa 0\nsize 8192\nratio 0\nmode -\npolicy -\n' "$dead" \
+	>"$RUN/kvm/gone.vm"
+# gfn 1 on DRAM, writable: bits 63 (present) and 61 (writable), frame 1
+python3 -c 'import struct,sys; sys.stdout.buffer.write(struct.pack("<QQ", 0, (1<<63)|(1<<61)|1))' \
+	>"$RUN/kvm/gone.map"
+python3 -c 'import sys; sys.stdout.buffer.write(bytes(4096) + b"VPMLEFT\n" * 512)' \
+	>"$RUN/kvm/gone.dram"
 echo garbage >"$RUN/kvm/junk.vm"
 start_vpmd
-expect_grep "VM 'gone': its VMM (process $dead) is gone" "$T/vpmd.log"
-expect_grep "not a record vpmd wrote" "$T/vpmd.log"
+expect_grep "VM 'gone': its VMM (process $dead) exited while vpmd was away; committing" \
+	"$T/vpmd.log"
+expect_grep "Ignoring the record of 'junk'" "$T/vpmd.log"
 [ -z "$(ls "$RUN/kvm")" ] || fail "records left in $RUN/kvm: $(ls "$RUN/kvm")"
+stop_vpmd
+# the page it left is durable in the VM's device
+# (in the pool's log, or in the device's image once a checkpoint applied it)
+python3 - "$T/pool0" "$T"/state/images/* <<'PY' || fail "the DRAM page of 'gone' was not committed"
+import sys
+found = any(b"VPMLEFT\n" * 512 in open(f, "rb").read() for f in sys.argv[1:])
+sys.exit(0 if found else 1)
+PY
+start_vpmd
 
 # usage errors (status 2) and refusals (status 1), each naming the cause
 expect_rc 2 "$VPMCTL" -s "$SOCK" attach vm1 --gpa 0x100000000 --size 4M
+expect_grep "give --pid, --gpa and --size" "$T/stderr"
+expect_rc 2 "$VPMCTL" -s "$SOCK" attach vm1 --pid 1 --size 4M
 expect_grep "give --pid, --gpa and --size" "$T/stderr"
 expect_rc 2 "$VPMCTL" -s "$SOCK" attach vm1 --pid 1 --gpa nowhere --size 4M
 expect_grep "guest-physical base" "$T/stderr"

@@ -99,6 +99,7 @@ struct backend_vm {
 	int dram_fd;
 	uint8_t *dram;   /* n_pages * 4 KiB, shared with the guest */
 	bool reattached; /* a running guest adopted after a vpmd restart */
+	bool finished;   /* its guest is gone: adopted only to commit what it left, then detached */
 	/* the guest's own settings, as its configuration gives them (0 / "" = default) */
 	double ratio;
 	char mode[16], policy[16];

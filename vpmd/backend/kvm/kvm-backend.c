@@ -28,6 +28,7 @@
 #define MAX_VMS     256
 #define EVENT_BATCH 32
 #define MAP_BATCH   4096 /* the engine's batches: at most this many entries */
+#define HINT_MAX_BYTES (4u << 20) /* a longer persist or discard hint gets -E2BIG */
 
 /* An entry of a VM's mapping table (NAME.map): what the kernel maps the gfn to. */
 #define MAP_PRESENT  (UINT64_C(1) << 63)
@@ -47,6 +48,7 @@ struct kvm_vm {
 	sd_event_source *events, *exit;
 	struct kvm_vpm_map_entry *entries;
 	uint32_t *index;        /* of each entry in the engine's batch */
+	bool *upgrade;          /* the entry goes read-only on PM first, then writable */
 	uint64_t *seen;         /* gfns of one map batch */
 	uint64_t *dirty, *young; /* KVM_VPM_HARVEST's bitmaps */
 	/* a hint over several pages is one event of the kernel and one per page of the engine */
@@ -115,18 +117,43 @@ static bool test_and_set(uint64_t *bits, uint64_t i)
 	return was;
 }
 
+static bool table_says_pm(const struct kvm_vm *k, uint64_t g, uint64_t frame)
+{
+	uint64_t e = k->table[g];
+
+	return (e & MAP_PRESENT) && (e & MAP_PM) && (e & MAP_FRAME) == frame;
+}
+
+static int map_ioctl(struct kvm_vm *k, uint32_t n)
+{
+	struct kvm_vpm_map req = { .n = n, .entries = (uint64_t)(uintptr_t)k->entries };
+
+	if (n && ioctl(k->vm_fd, KVM_VPM_MAP, &req) < 0)
+		return log_warning_errno(errno, "VM '%s': KVM_VPM_MAP of %u pages failed: %m",
+					 k->b.name, n);
+	return 0;
+}
+
 /*
  * One KVM_VPM_MAP (one TLB flush) for the batch; a gfn queued twice takes its last mapping.
- * The table must never say PM while the kernel may map DRAM (a vpmd taking over would lose the
- * guest's writes to the DRAM page): DRAM entries are recorded before the call, PM entries after.
+ *
+ * The table is what a vpmd taking over after a crash believes; it must never lose a write
+ * the guest can still make:
+ *  - it never says PM while the kernel may map DRAM (the guest's writes to the DRAM page
+ *    would be dropped): DRAM entries are recorded before the call, PM entries after;
+ *  - it never says DRAM while the kernel maps a writable PM frame (the guest's writes to the
+ *    frame would be replaced by the old DRAM copy): a page that becomes writable on PM
+ *    (native mode) goes read-only on PM first, is recorded, and only then made writable.
  */
 static int kvm_map(struct backend_vm *b, const struct backend_map *m, size_t n)
 {
 	struct kvm_vm *k = kvm_vm_of(b);
-	struct kvm_vpm_map req = { .entries = (uint64_t)(uintptr_t)k->entries };
+	uint32_t ne = 0, nu = 0;
 	size_t i;
 	int r = 0;
 
+	if (k->vm_fd < 0)
+		return 0; /* the VMM is gone: nothing maps any more */
 	if (n > MAP_BATCH)
 		return -E2BIG;
 	for (i = n; i-- > 0;) {
@@ -144,23 +171,42 @@ static int kvm_map(struct backend_vm *b, const struct backend_map *m, size_t n)
 		}
 		if (m[i].tier == BACKEND_DRAM)
 			k->table[m[i].gfn] = table_entry(&m[i]);
-		k->index[req.n] = (uint32_t)i;
-		k->entries[req.n++] = (struct kvm_vpm_map_entry){
+		k->index[ne] = (uint32_t)i;
+		k->upgrade[ne] = m[i].tier == BACKEND_PM && m[i].writable &&
+				 !table_says_pm(k, m[i].gfn, m[i].frame);
+		k->entries[ne] = (struct kvm_vpm_map_entry){
 			.gfn = k->gpa / PAGE + m[i].gfn,
 			.uaddr = map_uaddr(k, &m[i]),
-			.flags = m[i].writable ? KVM_VPM_MAP_WRITABLE : 0,
+			.flags = m[i].writable && !k->upgrade[ne] ? KVM_VPM_MAP_WRITABLE : 0,
 		};
+		ne++;
 	}
 	for (i = 0; i < n; i++)
 		if (m[i].gfn < b->n_pages)
 			k->seen[m[i].gfn / 64] = 0;
 	if (r < 0)
 		return r;
-	if (req.n && ioctl(k->vm_fd, KVM_VPM_MAP, &req) < 0)
-		return -errno;
-	for (uint32_t j = 0; j < req.n; j++)
-		if (m[k->index[j]].tier == BACKEND_PM)
-			k->table[m[k->index[j]].gfn] = table_entry(&m[k->index[j]]);
+	r = map_ioctl(k, ne);
+	if (r < 0)
+		return r;
+	for (uint32_t j = 0; j < ne; j++) {
+		struct backend_map e = m[k->index[j]];
+
+		if (e.tier != BACKEND_PM)
+			continue;
+		e.writable = e.writable && !k->upgrade[j];
+		k->table[e.gfn] = table_entry(&e);
+		if (k->upgrade[j]) {
+			k->entries[nu] = k->entries[j];
+			k->entries[nu].flags = KVM_VPM_MAP_WRITABLE;
+			k->index[nu++] = k->index[j];
+		}
+	}
+	r = map_ioctl(k, nu);
+	if (r < 0)
+		return r;
+	for (uint32_t j = 0; j < nu; j++)
+		k->table[m[k->index[j]].gfn] = table_entry(&m[k->index[j]]);
 	return 0;
 }
 
@@ -177,8 +223,12 @@ static void kvm_lookup(struct backend_vm *b, uint64_t gfn, struct backend_map *r
 /* KVM_VPM_HOLD returns once no vCPU is in guest mode; vCPUs waiting on an event stay there. */
 static int kvm_pause(struct backend_vm *b, uint64_t epoch)
 {
+	struct kvm_vm *k = kvm_vm_of(b);
+
 	(void)epoch;
-	return ioctl(kvm_vm_of(b)->vm_fd, KVM_VPM_HOLD) < 0 ? -errno : 0;
+	if (k->vm_fd < 0)
+		return 0; /* the VMM is gone: nothing runs */
+	return ioctl(k->vm_fd, KVM_VPM_HOLD) < 0 ? -errno : 0;
 }
 
 static int harvest_bits(struct kvm_vm *k, bool dirty)
@@ -205,12 +255,28 @@ static void or_bits(uint64_t *to, const uint64_t *from, size_t words)
 		to[w] |= from[w];
 }
 
+/* Every page dirty: what the engine must assume when the kernel cannot say. */
+static void all_bits(uint64_t *bits, uint64_t n)
+{
+	for (uint64_t w = 0; w < n / 64; w++)
+		bits[w] = UINT64_MAX;
+	if (n % 64)
+		bits[n / 64] |= (UINT64_C(1) << (n % 64)) - 1;
+}
+
+/*
+ * A failed harvest (or a VMM that is gone) leaves no way to know what the guest wrote: every
+ * page counts as dirty, so that no uncommitted write is demoted or left out of a commit.
+ */
 static void kvm_harvest(struct backend_vm *b, uint64_t *dirty, uint64_t *accessed)
 {
 	struct kvm_vm *k = kvm_vm_of(b);
 
-	if (harvest_bits(k, true) < 0)
+	if (k->vm_fd < 0 || harvest_bits(k, true) < 0) {
+		all_bits(dirty, b->n_pages);
+		all_bits(accessed, b->n_pages);
 		return;
+	}
 	or_bits(dirty, k->dirty, bitmap_words(b->n_pages));
 	or_bits(accessed, k->young, bitmap_words(b->n_pages));
 }
@@ -219,7 +285,7 @@ static void kvm_sample_accessed(struct backend_vm *b, uint64_t *accessed)
 {
 	struct kvm_vm *k = kvm_vm_of(b);
 
-	if (harvest_bits(k, false) == 0)
+	if (k->vm_fd >= 0 && harvest_bits(k, false) == 0)
 		or_bits(accessed, k->young, bitmap_words(b->n_pages));
 }
 
@@ -227,7 +293,7 @@ static void kvm_resume(struct backend_vm *b)
 {
 	struct kvm_vm *k = kvm_vm_of(b);
 
-	if (ioctl(k->vm_fd, KVM_VPM_RESUME) < 0)
+	if (k->vm_fd >= 0 && ioctl(k->vm_fd, KVM_VPM_RESUME) < 0)
 		log_warning_errno(errno, "VM '%s': KVM_VPM_RESUME failed: %m", b->name);
 }
 
@@ -235,6 +301,9 @@ static int complete_event(struct kvm_vm *k, uint64_t id, int status)
 {
 	/* the engine's 1 (a persist hint made vpmd commit) is a success to the guest */
 	struct kvm_vpm_complete c = { .id = id, .status = status > 0 ? 0 : MAX(status, -4095) };
+
+	if (k->vm_fd < 0)
+		return 0;
 
 	if (ioctl(k->vm_fd, KVM_VPM_COMPLETE, &c) < 0)
 		return log_warning_errno(errno, "VM '%s': KVM_VPM_COMPLETE of event %" PRIu64
@@ -252,6 +321,14 @@ static int kvm_complete(struct backend_vm *b, const struct backend_event *ev, in
 			k->split_status = status;
 		return 0;
 	}
+	/*
+	 * A write fault vpmd could not resolve for now (no DRAM room, a pause that did not
+	 * happen) makes KVM_RUN return EAGAIN, which VMMs such as QEMU take as "enter again";
+	 * any other error would stop the VM.
+	 */
+	if (ev->type == BACKEND_EVENT_FAULT && status < 0 && status != -EFAULT &&
+	    status != -ERANGE && status != -EINVAL)
+		status = -EAGAIN;
 	return complete_event(k, ev->cookie, status);
 }
 
@@ -280,6 +357,14 @@ static const struct backend_ops kvm_ops = {
 static void deliver_hint(struct kvm_vm *k, const struct kvm_vpm_event *e, enum backend_event_type t)
 {
 	uint64_t pos = e->gpa - k->gpa, end = pos + e->len;
+
+	/* each page of a hint may be a commit, made before vpmd serves anything else */
+	if (e->len > HINT_MAX_BYTES) {
+		log_debug("VM '%s': a hint of %" PRIu64 " bytes, more than %u: refused", k->b.name,
+			  (uint64_t)e->len, HINT_MAX_BYTES);
+		(void)complete_event(k, e->id, -E2BIG);
+		return;
+	}
 
 	k->splitting = true;
 	k->split_status = 0;
@@ -416,6 +501,14 @@ static int open_mapped(const struct kvm_backend *kb, const char *name, const cha
 	return 0;
 }
 
+/* What a vpmd taking over needs: the VMM's process, the range, the VM's own settings. */
+struct record {
+	pid_t pid;
+	uint64_t starttime, gpa, size;
+	double ratio;
+	char mode[16], policy[16];
+};
+
 static int write_record(const struct kvm_vm *k)
 {
 	char p[PATH_MAX], tmp[PATH_MAX + 8];
@@ -429,28 +522,42 @@ static int write_record(const struct kvm_vm *k)
 	f = fopen(tmp, "we");
 	if (!f)
 		return -errno;
-	fprintf(f, "pid %d\nstarttime %" PRIu64 "\ngpa %" PRIu64 "\nsize %" PRIu64 "\n", (int)k->pid,
-		k->starttime, k->gpa, k->b.n_pages * PAGE);
-	if (fflush(f) != 0 || ferror(f))
-		return -EIO;
-	if (rename(tmp, p) < 0)
-		return -errno;
+	fprintf(f, "pid %d\nstarttime %" PRIu64 "\ngpa %" PRIu64 "\nsize %" PRIu64 "\nratio %g\n"
+		   "mode %s\npolicy %s\n",
+		(int)k->pid, k->starttime, k->gpa, k->b.n_pages * PAGE, k->b.ratio,
+		k->b.mode[0] ? k->b.mode : "-", k->b.policy[0] ? k->b.policy : "-");
+	if (fflush(f) != 0 || ferror(f) || rename(tmp, p) < 0) {
+		r = errno ? -errno : -EIO;
+		(void)unlink(tmp);
+		return r;
+	}
 	return 0;
 }
 
-static int read_record(const char *path, pid_t *ret_pid, uint64_t *ret_start, uint64_t *ret_gpa,
-		       uint64_t *ret_size)
+static int read_record(const struct kvm_backend *kb, const char *name, struct record *ret)
 {
-	_cleanup_fclose_ FILE *f = fopen(path, "re");
-	int pid;
+	char path[PATH_MAX];
+	_cleanup_fclose_ FILE *f = NULL;
+	int pid, n;
 
+	if (vm_path(kb, name, "vm", path, sizeof(path)) < 0)
+		return -ENAMETOOLONG;
+	f = fopen(path, "re");
 	if (!f)
 		return -errno;
-	if (fscanf(f, "pid %d starttime %" SCNu64 " gpa %" SCNu64 " size %" SCNu64, &pid,
-		   ret_start, ret_gpa, ret_size) != 4 ||
-	    pid <= 0)
+	*ret = (struct record){};
+	n = fscanf(f, "pid %d starttime %" SCNu64 " gpa %" SCNu64 " size %" SCNu64 " ratio %lf "
+		      "mode %15s policy %15s",
+		   &pid, &ret->starttime, &ret->gpa, &ret->size, &ret->ratio, ret->mode,
+		   ret->policy);
+	if (n != 7 || pid <= 0 || ret->size == 0 || ret->size % PAGE || ret->gpa % PAGE ||
+	    ret->size / PAGE > KVM_VPM_MAX_PAGES || ret->gpa + ret->size < ret->gpa)
 		return -EBADMSG;
-	*ret_pid = pid;
+	ret->pid = pid;
+	if (streq(ret->mode, "-"))
+		ret->mode[0] = 0;
+	if (streq(ret->policy, "-"))
+		ret->policy[0] = 0;
 	return 0;
 }
 
@@ -529,32 +636,53 @@ static int find_vm_fd(pid_t pid, int *ret_fd, unsigned *ret_vcpus, char *errbuf,
 	"(kvm-patch/install-modules.sh)"
 
 /*
- * Whether KVM has the VPM series. Asked of /dev/kvm: a VM fd answers only its creator. Without
- * /dev/kvm the ioctls themselves tell.
+ * Whether KVM has the VPM series: 1 or 0, or -errno without /dev/kvm. Asked of /dev/kvm: a VM
+ * fd answers only the process that created the VM.
  */
-static bool kvm_has_vpm(void)
+static int vpm_capability(void)
 {
 	_cleanup_close_ int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 
-	return fd < 0 || ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_VPM) > 0;
+	if (fd < 0)
+		return -errno;
+	return ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_VPM) > 0;
 }
 
 bool kvm_backend_host_has_vpm(void)
 {
-	_cleanup_close_ int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-
-	return fd >= 0 && ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_VPM) > 0;
+	return vpm_capability() == 1;
 }
 
-/* The VM fd, from the VMM's process; VPM enabled on the range, or taken over when orphaned. */
-static int open_vm(struct kvm_vm *k, char *errbuf, size_t errlen)
+/* Whether fd (ours) is a KVM VM. */
+static bool is_vm_fd(int fd)
 {
-	struct kvm_vpm_enable en = { .gpa = k->gpa, .size = k->b.n_pages * PAGE };
+	char path[64], link[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n <= 0)
+		return false;
+	link[n] = 0;
+	return streq(link, "anon_inode:kvm-vm");
+}
+
+/*
+ * The VMM's process (pidfd, then its start time: the pid is the one recorded only if both
+ * match) and its VM fd.
+ */
+static int open_process(struct kvm_vm *k, char *errbuf, size_t errlen)
+{
 	int target = -1, r;
 
 	k->pidfd = (int)syscall(SYS_pidfd_open, k->pid, 0);
 	if (k->pidfd < 0) {
 		r = -errno;
+		snprintf(errbuf, errlen, "no process %d: %s", (int)k->pid, strerror(-r));
+		return r;
+	}
+	r = process_starttime(k->pid, &k->starttime);
+	if (r < 0) {
 		snprintf(errbuf, errlen, "no process %d: %s", (int)k->pid, strerror(-r));
 		return r;
 	}
@@ -569,7 +697,22 @@ static int open_vm(struct kvm_vm *k, char *errbuf, size_t errlen)
 			 (int)k->pid, strerror(-r));
 		return r;
 	}
-	if (!kvm_has_vpm()) {
+	if (!is_vm_fd(k->vm_fd)) { /* the process closed it and reused the number meanwhile */
+		snprintf(errbuf, errlen, "process %d changed its fds while vpmd took its VM's; "
+					 "try again",
+			 (int)k->pid);
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+/* VPM enabled on the VM's range, or the orphaned state of a previous vpmd taken over. */
+static int open_vm(struct kvm_vm *k, char *errbuf, size_t errlen)
+{
+	struct kvm_vpm_enable en = { .gpa = k->gpa, .size = k->b.n_pages * PAGE };
+	int r;
+
+	if (vpm_capability() == 0) { /* without /dev/kvm here, the ioctl tells */
 		snprintf(errbuf, errlen, "%s", NO_VPM);
 		return -EOPNOTSUPP;
 	}
@@ -579,9 +722,18 @@ static int open_vm(struct kvm_vm *k, char *errbuf, size_t errlen)
 	r = -errno;
 	switch (r) {
 	case -ENOTTY:
-	case -EIO: /* KVM refuses a VM's other ioctls to processes other than its creator */
 		snprintf(errbuf, errlen, "%s", NO_VPM);
 		return -EOPNOTSUPP;
+	case -EIO:
+		snprintf(errbuf, errlen, "KVM refuses VPM on the VM of process %d: it is being "
+					 "destroyed, or its KVM has no VPM (which refuses other processes)",
+			 (int)k->pid);
+		break;
+	case -EPERM:
+		snprintf(errbuf, errlen, "KVM refuses VPM on the VM of process %d: vpmd needs "
+					 "CAP_SYS_ADMIN",
+			 (int)k->pid);
+		break;
 	case -EINVAL:
 		snprintf(errbuf, errlen, "the vPM range 0x%" PRIx64 "+0x%" PRIx64 " is not guest "
 					 "memory of process %d's VM (no memslots cover it all)",
@@ -625,6 +777,7 @@ static void kvm_vm_free(struct kvm_vm *k)
 	safe_close(k->b.dram_fd);
 	free(k->entries);
 	free(k->index);
+	free(k->upgrade);
 	free(k->seen);
 	free(k->dirty);
 	free(k->young);
@@ -666,13 +819,15 @@ static struct kvm_vm *kvm_vm_new(struct kvm_backend *kb, const char *name, pid_t
 	k->pidfd = k->vm_fd = k->event_fd = k->map_fd = k->b.dram_fd = -1;
 	k->b.ops = &kvm_ops;
 	k->b.n_pages = n;
+	k->b.n_vcpus = 1;
 	snprintf(k->b.name, sizeof(k->b.name), "%s", name);
 	k->entries = calloc(MAP_BATCH, sizeof(*k->entries));
 	k->index = calloc(MAP_BATCH, sizeof(*k->index));
+	k->upgrade = calloc(MAP_BATCH, sizeof(*k->upgrade));
 	k->seen = calloc(bitmap_words(n), 8);
 	k->dirty = calloc(bitmap_words(n), 8);
 	k->young = calloc(bitmap_words(n), 8);
-	if (!k->entries || !k->index || !k->seen || !k->dirty || !k->young) {
+	if (!k->entries || !k->index || !k->upgrade || !k->seen || !k->dirty || !k->young) {
 		kvm_vm_free(k);
 		return NULL;
 	}
@@ -682,21 +837,30 @@ static struct kvm_vm *kvm_vm_new(struct kvm_backend *kb, const char *name, pid_t
 	return k;
 }
 
+static void settings_from(struct kvm_vm *k, double ratio, const char *mode, const char *policy)
+{
+	k->b.ratio = ratio;
+	snprintf(k->b.mode, sizeof(k->b.mode), "%s", mode ? mode : "");
+	snprintf(k->b.policy, sizeof(k->b.policy), "%s", policy ? policy : "");
+}
+
 static int open_files(struct kvm_vm *k, bool adopt, char *errbuf, size_t errlen)
 {
 	uint64_t n = k->b.n_pages;
+	const char *what = "DRAM frames";
 	void *a;
 	int r;
 
 	r = open_mapped(k->kb, k->b.name, "dram", n * PAGE, adopt, &k->b.dram_fd, &a);
 	if (r >= 0) {
 		k->b.dram = a;
+		what = "mapping table";
 		r = open_mapped(k->kb, k->b.name, "map", n * sizeof(uint64_t), adopt, &k->map_fd,
 				&a);
 	}
 	if (r < 0) {
-		snprintf(errbuf, errlen, "cannot %s the DRAM frames of VM '%s' in '%s': %s",
-			 adopt ? "take over" : "create", k->b.name, k->kb->dir, strerror(-r));
+		snprintf(errbuf, errlen, "cannot %s the %s of VM '%s' in '%s': %s",
+			 adopt ? "take over" : "create", what, k->b.name, k->kb->dir, strerror(-r));
 		return r;
 	}
 	k->table = a;
@@ -715,20 +879,39 @@ static int watch(struct kvm_vm *k, char *errbuf, size_t errlen)
 	return r;
 }
 
-/* Serve k: its VM fd, the range, files, the engine. On failure the caller frees k. */
+/* The DRAM file's pages of gfns the kernel maps to PM go back to the system (runs of them). */
+static void punch_pm_pages(struct kvm_vm *k)
+{
+	uint64_t g = 0, n = k->b.n_pages;
+
+	while (g < n) {
+		uint64_t start;
+
+		while (g < n && !(k->table[g] & MAP_PM))
+			g++;
+		start = g;
+		while (g < n && (k->table[g] & MAP_PM))
+			g++;
+		if (g > start)
+			(void)fallocate(k->b.dram_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					(off_t)(start * PAGE), (off_t)((g - start) * PAGE));
+	}
+}
+
+/*
+ * Serve k: its VMM's VM, VPM enabled (or taken over), the files, the engine. On failure the
+ * caller frees k; a fresh attach's pages are unmapped first (the guest is back on its own
+ * memory), an adopted VM keeps its mappings and files for a later try.
+ */
 static int start_vm(struct kvm_vm *k, bool adopt, char *errbuf, size_t errlen)
 {
 	int r;
 
-	r = process_starttime(k->pid, &k->starttime);
-	if (r < 0) {
-		snprintf(errbuf, errlen, "no process %d: %s", (int)k->pid, strerror(-r));
-		return r;
-	}
-	r = open_vm(k, errbuf, errlen);
-	if (r < 0)
-		return r;
-	r = fcntl(k->event_fd, F_SETFL, O_NONBLOCK) < 0 ? -errno : 0;
+	r = open_process(k, errbuf, errlen);
+	if (r >= 0)
+		r = open_vm(k, errbuf, errlen);
+	if (r >= 0 && fcntl(k->event_fd, F_SETFL, O_NONBLOCK) < 0)
+		r = -errno;
 	if (r >= 0)
 		r = open_files(k, adopt, errbuf, errlen);
 	if (r >= 0 && !adopt) {
@@ -737,18 +920,104 @@ static int start_vm(struct kvm_vm *k, bool adopt, char *errbuf, size_t errlen)
 			snprintf(errbuf, errlen, "cannot record VM '%s' in '%s': %s", k->b.name,
 				 k->kb->dir, strerror(-r));
 	}
+	if (r >= 0)
+		r = watch(k, errbuf, errlen);
+	if (r >= 0) {
+		k->b.reattached = adopt;
+		r = engine_vm_attach(k->kb->en, &k->b, errbuf, errlen);
+	}
+	if (r < 0 && !adopt && k->event_fd >= 0) {
+		struct kvm_vpm_unmap u = { .gfn = k->gpa / PAGE, .n = k->b.n_pages };
+
+		if (ioctl(k->vm_fd, KVM_VPM_UNMAP, &u) < 0)
+			log_warning_errno(errno, "VM '%s': cannot unmap vpmd's pages after the failed "
+						 "attach: %m",
+					  k->b.name);
+	}
+	if (r >= 0 && adopt)
+		punch_pm_pages(k);
+	return r;
+}
+
+/* The process's start time equals the recorded one: 1; it is gone or another: 0; unknown: <0. */
+static int same_process(const struct record *rec)
+{
+	uint64_t now;
+	int r = process_starttime(rec->pid, &now);
+
+	if (r == -ENOENT || r == -ESRCH)
+		return 0;
 	if (r < 0)
 		return r;
-	k->b.reattached = adopt;
-	r = engine_vm_attach(k->kb->en, &k->b, errbuf, errlen);
+	return now == rec->starttime;
+}
+
+/* Another VM's record names the same process: its KVM VM is served under that name. */
+static const char *served_as(struct kvm_backend *kb, const char *name, pid_t pid)
+{
+	for (struct kvm_vm *k = kb->vms; k; k = k->next)
+		if (k->pid == pid && !streq(k->b.name, name))
+			return k->b.name;
+	return NULL;
+}
+
+/*
+ * A VM whose VMM exited while no vpmd served it: what it left in DRAM (NAME.dram, the mapping
+ * table) is committed, as it would have been at its exit, and its files go.
+ */
+static void finish_gone(struct kvm_backend *kb, const char *name, const struct record *rec)
+{
+	char errbuf[512] = "";
+	struct kvm_vm *k = kvm_vm_new(kb, name, rec->pid, rec->gpa, rec->size);
+	int r;
+
+	if (!k) {
+		log_oom();
+		return;
+	}
+	settings_from(k, rec->ratio, rec->mode, rec->policy);
+	r = open_files(k, true, errbuf, sizeof(errbuf));
+	if (r >= 0) {
+		k->b.reattached = k->b.finished = true;
+		r = engine_vm_attach(kb->en, &k->b, errbuf, sizeof(errbuf));
+	}
+	if (r < 0) {
+		log_error_errno(r, "VM '%s': its VMM (process %d) exited while vpmd was away, and "
+				   "what it left in DRAM cannot be committed: %s; its files stay in "
+				   "'%s'",
+				name, (int)rec->pid, errbuf, kb->dir);
+		kvm_vm_free(k);
+		return;
+	}
+	log_info("VM '%s': its VMM (process %d) exited while vpmd was away; committing what it "
+		 "left",
+		 name, (int)rec->pid);
+	kvm_vm_end(k, "VMM exited while vpmd was away", true);
+}
+
+/* Take over the VM of a record whose process runs. */
+static int adopt_vm(struct kvm_backend *kb, const char *name, const struct record *rec,
+		    char *errbuf, size_t errlen)
+{
+	struct kvm_vm *k = kvm_vm_new(kb, name, rec->pid, rec->gpa, rec->size);
+	int r;
+
+	if (!k) {
+		snprintf(errbuf, errlen, "out of memory for VM '%s'", name);
+		return -ENOMEM;
+	}
+	settings_from(k, rec->ratio, rec->mode, rec->policy);
+	r = start_vm(k, true, errbuf, errlen);
 	if (r < 0)
-		return r;
-	return watch(k, errbuf, errlen);
+		kvm_vm_free(k);
+	return r;
 }
 
 int kvm_backend_attach(struct kvm_backend *kb, const struct kvm_attach_request *req, char *errbuf,
 		       size_t errlen)
 {
+	struct record rec;
+	const char *other;
 	struct kvm_vm *k;
 	int r;
 
@@ -769,24 +1038,50 @@ int kvm_backend_attach(struct kvm_backend *kb, const struct kvm_attach_request *
 		snprintf(errbuf, errlen, "a VM named '%s' is attached already", req->name);
 		return -EEXIST;
 	}
+	other = served_as(kb, req->name, req->pid);
+	if (other) {
+		snprintf(errbuf, errlen, "the VM of process %d is served already, as '%s'",
+			 (int)req->pid, other);
+		return -EEXIST;
+	}
 	if (kb->n_vms >= MAX_VMS) {
 		snprintf(errbuf, errlen, "vpmd serves %u KVM VMs already, its limit", MAX_VMS);
 		return -EMLINK;
+	}
+	/*
+	 * A record of that name: the VM a previous vpmd served, running on vpmd's pages. A fresh
+	 * attach would replace what its guest wrote since the last commit: take it over instead.
+	 */
+	r = read_record(kb, req->name, &rec);
+	if (r == 0 && same_process(&rec) == 1) {
+		if (rec.pid != req->pid || rec.gpa != req->gpa || rec.size != req->size) {
+			snprintf(errbuf, errlen, "VM '%s' is process %d's VM with the vPM range "
+						 "0x%" PRIx64 "+0x%" PRIx64 " (its record in '%s')",
+				 req->name, (int)rec.pid, rec.gpa, rec.size, kb->dir);
+			return -EEXIST;
+		}
+		return adopt_vm(kb, req->name, &rec, errbuf, errlen);
+	}
+	if (r == 0 && same_process(&rec) == 0)
+		finish_gone(kb, req->name, &rec);
+	else if (r != -ENOENT) {
+		snprintf(errbuf, errlen, "VM '%s' has a record in '%s' vpmd cannot use (%s); see "
+					 "the log, remove it if its VM is gone",
+			 req->name, kb->dir, strerror(r == 0 ? ESRCH : -r));
+		return -EEXIST;
 	}
 	k = kvm_vm_new(kb, req->name, req->pid, req->gpa, req->size);
 	if (!k) {
 		snprintf(errbuf, errlen, "out of memory for VM '%s'", req->name);
 		return -ENOMEM;
 	}
-	k->b.ratio = req->ratio;
-	snprintf(k->b.mode, sizeof(k->b.mode), "%s", req->mode ? req->mode : "");
-	snprintf(k->b.policy, sizeof(k->b.policy), "%s", req->policy ? req->policy : "");
+	settings_from(k, req->ratio, req->mode, req->policy);
 	r = start_vm(k, false, errbuf, errlen);
 	if (r < 0) {
-		bool recorded = k->map_fd >= 0;
+		bool created = k->b.dram_fd >= 0 || k->map_fd >= 0;
 
 		kvm_vm_free(k);
-		if (recorded)
+		if (created)
 			remove_files(kb, req->name);
 		return r;
 	}
@@ -795,41 +1090,41 @@ int kvm_backend_attach(struct kvm_backend *kb, const struct kvm_attach_request *
 	return 0;
 }
 
-/* A VM the previous vpmd served: its VMM still runs (the same process), so take it over. */
+/* A VM the previous vpmd served: take it over if its VMM still runs, else finish it. */
 static void adopt_one(struct kvm_backend *kb, const char *name)
 {
-	uint64_t start, gpa, size, now;
-	char path[PATH_MAX], errbuf[512];
-	struct kvm_vm *k;
-	pid_t pid = 0;
-	int r;
+	char errbuf[512] = "";
+	struct record rec;
+	int r, same;
 
-	if (vm_path(kb, name, "vm", path, sizeof(path)) < 0)
-		return;
-	r = read_record(path, &pid, &start, &gpa, &size);
-	if (r < 0 || !valid_vm_name(name) || size == 0 || size % PAGE || gpa % PAGE) {
-		log_warning("Ignoring '%s': not a record vpmd wrote; removing it", path);
+	r = read_record(kb, name, &rec);
+	if (r < 0 || !valid_vm_name(name)) {
+		log_warning("Ignoring the record of '%s' in '%s': not one vpmd wrote; removing it",
+			    name, kb->dir);
 		remove_files(kb, name);
 		return;
 	}
-	if (process_starttime(pid, &now) < 0 || now != start) {
-		log_info("VM '%s': its VMM (process %d) is gone; its uncommitted writes with it", name,
-			 (int)pid);
-		remove_files(kb, name);
+	same = same_process(&rec);
+	if (same < 0) {
+		log_error_errno(same, "VM '%s': cannot tell whether process %d runs: %m; its files "
+				      "stay in '%s'",
+				name, (int)rec.pid, kb->dir);
 		return;
 	}
-	k = kvm_vm_new(kb, name, pid, gpa, size);
-	if (!k) {
-		log_oom();
+	if (!same) {
+		finish_gone(kb, name, &rec);
 		return;
 	}
-	r = start_vm(k, true, errbuf, sizeof(errbuf));
+	r = adopt_vm(kb, name, &rec, errbuf, sizeof(errbuf));
 	if (r < 0) {
-		log_error_errno(r, "VM '%s' (process %d) not taken over: %s", name, (int)pid, errbuf);
-		kvm_vm_free(k);
+		log_error_errno(r, "VM '%s' (process %d) not taken over: %s; it runs on its last "
+				   "mappings, and a write to a read-only page waits: fix the cause "
+				   "and run 'vpmctl attach %s --pid %d --gpa 0x%" PRIx64 " --size %" PRIu64
+				   "'",
+				name, (int)rec.pid, errbuf, name, (int)rec.pid, rec.gpa, rec.size);
 		return;
 	}
-	log_info("VM '%s': took over the KVM VM of process %d", name, (int)pid);
+	log_info("VM '%s': took over the KVM VM of process %d", name, (int)rec.pid);
 }
 
 static void adopt_all(struct kvm_backend *kb)
@@ -880,6 +1175,13 @@ int kvm_backend_new(struct engine *en, sd_event *event, const char *runtime_dir,
 		return log_oom();
 	kb->en = en;
 	kb->event = event;
+	if (pool->kind == POOL_KIND_FSDAX) {
+		free(kb);
+		return log_error_errno(EOPNOTSUPP, "Pool '%s' is a file on fsdax: KVM cannot pin "
+						   "its pages for long (FOLL_LONGTERM); the kvm backend "
+						   "needs a devdax pool (or an emulated one for tests)",
+				       pool->config.name);
+	}
 	kb->frames = (uint8_t *)pool->addr + engine_pm_frames_offset(en);
 	if (asprintf(&kb->dir, "%s/kvm", runtime_dir) < 0) {
 		free(kb);
