@@ -24,15 +24,15 @@
 #include "macro.h"
 #include "pool.h"
 
-#define PAGE        4096u
-#define MAX_VMS     256
-#define EVENT_BATCH 32
-#define MAP_BATCH   4096 /* the engine's batches: at most this many entries */
+#define PAGE	       4096u
+#define MAX_VMS	       256
+#define EVENT_BATCH    32
+#define MAP_BATCH      4096	  /* the engine's batches: at most this many entries */
 #define HINT_MAX_BYTES (4u << 20) /* a longer persist or discard hint gets -E2BIG */
 
 /* An entry of a VM's mapping table (NAME.map): what the kernel maps the gfn to. */
 #define MAP_PRESENT  (UINT64_C(1) << 63)
-#define MAP_PM       (UINT64_C(1) << 62)
+#define MAP_PM	     (UINT64_C(1) << 62)
 #define MAP_WRITABLE (UINT64_C(1) << 61)
 #define MAP_FRAME    ((UINT64_C(1) << 48) - 1)
 
@@ -47,9 +47,9 @@ struct kvm_vm {
 	uint64_t *table; /* NAME.map, n_pages entries */
 	sd_event_source *events, *exit;
 	struct kvm_vpm_map_entry *entries;
-	uint32_t *index;        /* of each entry in the engine's batch */
-	bool *upgrade;          /* the entry goes read-only on PM first, then writable */
-	uint64_t *seen;         /* gfns of one map batch */
+	uint32_t *index;	 /* of each entry in the engine's batch */
+	bool *upgrade;		 /* the entry goes read-only on PM first, then writable */
+	uint64_t *seen;		 /* gfns of one map batch */
 	uint64_t *dirty, *young; /* KVM_VPM_HARVEST's bitmaps */
 	/* a hint over several pages is one event of the kernel and one per page of the engine */
 	bool splitting;
@@ -101,7 +101,7 @@ static uint64_t map_uaddr(struct kvm_vm *k, const struct backend_map *m)
 
 static int unmap_one(struct kvm_vm *k, uint64_t g)
 {
-	struct kvm_vpm_unmap u = { .gfn = k->gpa / PAGE + g, .n = 1 };
+	struct kvm_vpm_unmap u = {.gfn = k->gpa / PAGE + g, .n = 1};
 
 	if (ioctl(k->vm_fd, KVM_VPM_UNMAP, &u) < 0)
 		return -errno;
@@ -126,7 +126,7 @@ static bool table_says_pm(const struct kvm_vm *k, uint64_t g, uint64_t frame)
 
 static int map_ioctl(struct kvm_vm *k, uint32_t n)
 {
-	struct kvm_vpm_map req = { .n = n, .entries = (uint64_t)(uintptr_t)k->entries };
+	struct kvm_vpm_map req = {.n = n, .entries = (uint64_t)(uintptr_t)k->entries};
 
 	if (n && ioctl(k->vm_fd, KVM_VPM_MAP, &req) < 0)
 		return log_warning_errno(errno, "VM '%s': KVM_VPM_MAP of %u pages failed: %m",
@@ -175,9 +175,9 @@ static int kvm_map(struct backend_vm *b, const struct backend_map *m, size_t n)
 		k->upgrade[ne] = m[i].tier == BACKEND_PM && m[i].writable &&
 				 !table_says_pm(k, m[i].gfn, m[i].frame);
 		k->entries[ne] = (struct kvm_vpm_map_entry){
-			.gfn = k->gpa / PAGE + m[i].gfn,
-			.uaddr = map_uaddr(k, &m[i]),
-			.flags = m[i].writable && !k->upgrade[ne] ? KVM_VPM_MAP_WRITABLE : 0,
+		    .gfn = k->gpa / PAGE + m[i].gfn,
+		    .uaddr = map_uaddr(k, &m[i]),
+		    .flags = m[i].writable && !k->upgrade[ne] ? KVM_VPM_MAP_WRITABLE : 0,
 		};
 		ne++;
 	}
@@ -214,8 +214,8 @@ static void kvm_lookup(struct backend_vm *b, uint64_t gfn, struct backend_map *r
 {
 	uint64_t e = kvm_vm_of(b)->table[gfn];
 
-	*ret = (struct backend_map){ .gfn = gfn, .frame = e & MAP_FRAME,
-				     .writable = e & MAP_WRITABLE };
+	*ret =
+	    (struct backend_map){.gfn = gfn, .frame = e & MAP_FRAME, .writable = e & MAP_WRITABLE};
 	if (e & MAP_PRESENT)
 		ret->tier = (e & MAP_PM) ? BACKEND_PM : BACKEND_DRAM;
 }
@@ -235,10 +235,10 @@ static int harvest_bits(struct kvm_vm *k, bool dirty)
 {
 	size_t bytes = bitmap_words(k->b.n_pages) * 8;
 	struct kvm_vpm_harvest h = {
-		.gfn = k->gpa / PAGE,
-		.n = k->b.n_pages,
-		.dirty_bitmap = dirty ? (uint64_t)(uintptr_t)k->dirty : 0,
-		.young_bitmap = (uint64_t)(uintptr_t)k->young,
+	    .gfn = k->gpa / PAGE,
+	    .n = k->b.n_pages,
+	    .dirty_bitmap = dirty ? (uint64_t)(uintptr_t)k->dirty : 0,
+	    .young_bitmap = (uint64_t)(uintptr_t)k->young,
 	};
 
 	memset(k->dirty, 0, bytes);
@@ -300,15 +300,15 @@ static void kvm_resume(struct backend_vm *b)
 static int complete_event(struct kvm_vm *k, uint64_t id, int status)
 {
 	/* the engine's 1 (a persist hint made vpmd commit) is a success to the guest */
-	struct kvm_vpm_complete c = { .id = id, .status = status > 0 ? 0 : MAX(status, -4095) };
+	struct kvm_vpm_complete c = {.id = id, .status = status > 0 ? 0 : MAX(status, -4095)};
 
 	if (k->vm_fd < 0)
 		return 0;
 
 	if (ioctl(k->vm_fd, KVM_VPM_COMPLETE, &c) < 0)
-		return log_warning_errno(errno, "VM '%s': KVM_VPM_COMPLETE of event %" PRIu64
-						" failed: %m",
-					 k->b.name, id);
+		return log_warning_errno(
+		    errno, "VM '%s': KVM_VPM_COMPLETE of event %" PRIu64 " failed: %m", k->b.name,
+		    id);
 	return 0;
 }
 
@@ -339,16 +339,16 @@ static void kvm_guest_stats(struct backend_vm *b, struct backend_guest_stats *re
 }
 
 static const struct backend_ops kvm_ops = {
-	.name = "kvm",
-	.maps_all = true,
-	.map = kvm_map,
-	.lookup = kvm_lookup,
-	.pause = kvm_pause,
-	.harvest = kvm_harvest,
-	.resume = kvm_resume,
-	.sample_accessed = kvm_sample_accessed,
-	.complete = kvm_complete,
-	.guest_stats = kvm_guest_stats,
+    .name = "kvm",
+    .maps_all = true,
+    .map = kvm_map,
+    .lookup = kvm_lookup,
+    .pause = kvm_pause,
+    .harvest = kvm_harvest,
+    .resume = kvm_resume,
+    .sample_accessed = kvm_sample_accessed,
+    .complete = kvm_complete,
+    .guest_stats = kvm_guest_stats,
 };
 
 /* ---- events ----------------------------------------------------------------------------- */
@@ -371,8 +371,8 @@ static void deliver_hint(struct kvm_vm *k, const struct kvm_vpm_event *e, enum b
 	while (pos < end && k->b.vm) {
 		uint32_t off = (uint32_t)(pos % PAGE);
 		uint32_t len = (uint32_t)MIN((uint64_t)(PAGE - off), end - pos);
-		struct backend_event ev = { .type = t, .vcpu = e->vcpu, .gfn = pos / PAGE,
-					    .offset = off, .len = len };
+		struct backend_event ev = {
+		    .type = t, .vcpu = e->vcpu, .gfn = pos / PAGE, .offset = off, .len = len};
 
 		engine_vm_event(k->b.vm, &ev);
 		pos += len;
@@ -383,7 +383,7 @@ static void deliver_hint(struct kvm_vm *k, const struct kvm_vpm_event *e, enum b
 
 static void deliver(struct kvm_vm *k, const struct kvm_vpm_event *e)
 {
-	struct backend_event ev = { .vcpu = e->vcpu, .cookie = e->id };
+	struct backend_event ev = {.vcpu = e->vcpu, .cookie = e->id};
 
 	if (e->gpa < k->gpa || e->gpa - k->gpa >= k->b.n_pages * PAGE ||
 	    e->len > k->b.n_pages * PAGE - (e->gpa - k->gpa)) {
@@ -428,8 +428,8 @@ static int on_events(sd_event_source *es, int fd, uint32_t revents, void *userda
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR)
 			return 0;
-		log_warning_errno(errno, "VM '%s': reading its VPM events failed: %m; letting it go",
-				  k->b.name);
+		log_warning_errno(
+		    errno, "VM '%s': reading its VPM events failed: %m; letting it go", k->b.name);
 		kvm_vm_end(k, "event channel failed", false);
 		return 0;
 	}
@@ -461,7 +461,7 @@ static int vm_path(const struct kvm_backend *kb, const char *name, const char *e
 
 static void remove_files(const struct kvm_backend *kb, const char *name)
 {
-	static const char *const exts[] = { "vm", "dram", "map" };
+	static const char *const exts[] = {"vm", "dram", "map"};
 	char p[PATH_MAX];
 
 	for (size_t i = 0; i < ELEMENTSOF(exts); i++)
@@ -522,8 +522,9 @@ static int write_record(const struct kvm_vm *k)
 	f = fopen(tmp, "we");
 	if (!f)
 		return -errno;
-	fprintf(f, "pid %d\nstarttime %" PRIu64 "\ngpa %" PRIu64 "\nsize %" PRIu64 "\nratio %g\n"
-		   "mode %s\npolicy %s\n",
+	fprintf(f,
+		"pid %d\nstarttime %" PRIu64 "\ngpa %" PRIu64 "\nsize %" PRIu64 "\nratio %g\n"
+		"mode %s\npolicy %s\n",
 		(int)k->pid, k->starttime, k->gpa, k->b.n_pages * PAGE, k->b.ratio,
 		k->b.mode[0] ? k->b.mode : "-", k->b.policy[0] ? k->b.policy : "-");
 	if (fflush(f) != 0 || ferror(f) || rename(tmp, p) < 0) {
@@ -546,8 +547,9 @@ static int read_record(const struct kvm_backend *kb, const char *name, struct re
 	if (!f)
 		return -errno;
 	*ret = (struct record){};
-	n = fscanf(f, "pid %d starttime %" SCNu64 " gpa %" SCNu64 " size %" SCNu64 " ratio %lf "
-		      "mode %15s policy %15s",
+	n = fscanf(f,
+		   "pid %d starttime %" SCNu64 " gpa %" SCNu64 " size %" SCNu64 " ratio %lf "
+		   "mode %15s policy %15s",
 		   &pid, &ret->starttime, &ret->gpa, &ret->size, &ret->ratio, ret->mode,
 		   ret->policy);
 	if (n != 7 || pid <= 0 || ret->size == 0 || ret->size % PAGE || ret->gpa % PAGE ||
@@ -621,8 +623,9 @@ static int find_vm_fd(pid_t pid, int *ret_fd, unsigned *ret_vcpus, char *errbuf,
 	}
 	closedir(d);
 	if (vms != 1) {
-		snprintf(errbuf, errlen, "process %d has %s KVM VM; give the pid of the VM's own "
-					 "VMM (QEMU) process",
+		snprintf(errbuf, errlen,
+			 "process %d has %s KVM VM; give the pid of the VM's own "
+			 "VMM (QEMU) process",
 			 (int)pid, vms ? "more than one" : "no");
 		return vms ? -EMLINK : -ENOENT;
 	}
@@ -631,8 +634,8 @@ static int find_vm_fd(pid_t pid, int *ret_fd, unsigned *ret_vcpus, char *errbuf,
 	return 0;
 }
 
-#define NO_VPM                                                                                  \
-	"this host's KVM has no VPM support (KVM_CAP_VPM): install the patched KVM modules "     \
+#define NO_VPM                                                                                     \
+	"this host's KVM has no VPM support (KVM_CAP_VPM): install the patched KVM modules "       \
 	"(kvm-patch/install-modules.sh)"
 
 /*
@@ -692,14 +695,16 @@ static int open_process(struct kvm_vm *k, char *errbuf, size_t errlen)
 	k->vm_fd = (int)syscall(SYS_pidfd_getfd, k->pidfd, target, 0);
 	if (k->vm_fd < 0) {
 		r = -errno;
-		snprintf(errbuf, errlen, "cannot take the VM fd of process %d: %s (vpmd needs "
-					 "CAP_SYS_PTRACE over it)",
+		snprintf(errbuf, errlen,
+			 "cannot take the VM fd of process %d: %s (vpmd needs "
+			 "CAP_SYS_PTRACE over it)",
 			 (int)k->pid, strerror(-r));
 		return r;
 	}
 	if (!is_vm_fd(k->vm_fd)) { /* the process closed it and reused the number meanwhile */
-		snprintf(errbuf, errlen, "process %d changed its fds while vpmd took its VM's; "
-					 "try again",
+		snprintf(errbuf, errlen,
+			 "process %d changed its fds while vpmd took its VM's; "
+			 "try again",
 			 (int)k->pid);
 		return -EAGAIN;
 	}
@@ -709,7 +714,7 @@ static int open_process(struct kvm_vm *k, char *errbuf, size_t errlen)
 /* VPM enabled on the VM's range, or the orphaned state of a previous vpmd taken over. */
 static int open_vm(struct kvm_vm *k, char *errbuf, size_t errlen)
 {
-	struct kvm_vpm_enable en = { .gpa = k->gpa, .size = k->b.n_pages * PAGE };
+	struct kvm_vpm_enable en = {.gpa = k->gpa, .size = k->b.n_pages * PAGE};
 	int r;
 
 	if (vpm_capability() == 0) { /* without /dev/kvm here, the ioctl tells */
@@ -725,23 +730,27 @@ static int open_vm(struct kvm_vm *k, char *errbuf, size_t errlen)
 		snprintf(errbuf, errlen, "%s", NO_VPM);
 		return -EOPNOTSUPP;
 	case -EIO:
-		snprintf(errbuf, errlen, "KVM refuses VPM on the VM of process %d: it is being "
-					 "destroyed, or its KVM has no VPM (which refuses other processes)",
+		snprintf(errbuf, errlen,
+			 "KVM refuses VPM on the VM of process %d: it is being "
+			 "destroyed, or its KVM has no VPM (which refuses other processes)",
 			 (int)k->pid);
 		break;
 	case -EPERM:
-		snprintf(errbuf, errlen, "KVM refuses VPM on the VM of process %d: vpmd needs "
-					 "CAP_SYS_ADMIN",
+		snprintf(errbuf, errlen,
+			 "KVM refuses VPM on the VM of process %d: vpmd needs "
+			 "CAP_SYS_ADMIN",
 			 (int)k->pid);
 		break;
 	case -EINVAL:
-		snprintf(errbuf, errlen, "the vPM range 0x%" PRIx64 "+0x%" PRIx64 " is not guest "
-					 "memory of process %d's VM (no memslots cover it all)",
+		snprintf(errbuf, errlen,
+			 "the vPM range 0x%" PRIx64 "+0x%" PRIx64 " is not guest "
+			 "memory of process %d's VM (no memslots cover it all)",
 			 k->gpa, (uint64_t)en.size, (int)k->pid);
 		break;
 	case -EEXIST:
-		snprintf(errbuf, errlen, "the VM of process %d has VPM enabled already, on another "
-					 "range or by another daemon",
+		snprintf(errbuf, errlen,
+			 "the VM of process %d has VPM enabled already, on another "
+			 "range or by another daemon",
 			 (int)k->pid);
 		break;
 	default:
@@ -927,11 +936,12 @@ static int start_vm(struct kvm_vm *k, bool adopt, char *errbuf, size_t errlen)
 		r = engine_vm_attach(k->kb->en, &k->b, errbuf, errlen);
 	}
 	if (r < 0 && !adopt && k->event_fd >= 0) {
-		struct kvm_vpm_unmap u = { .gfn = k->gpa / PAGE, .n = k->b.n_pages };
+		struct kvm_vpm_unmap u = {.gfn = k->gpa / PAGE, .n = k->b.n_pages};
 
 		if (ioctl(k->vm_fd, KVM_VPM_UNMAP, &u) < 0)
-			log_warning_errno(errno, "VM '%s': cannot unmap vpmd's pages after the failed "
-						 "attach: %m",
+			log_warning_errno(errno,
+					  "VM '%s': cannot unmap vpmd's pages after the failed "
+					  "attach: %m",
 					  k->b.name);
 	}
 	if (r >= 0 && adopt)
@@ -982,9 +992,10 @@ static void finish_gone(struct kvm_backend *kb, const char *name, const struct r
 		r = engine_vm_attach(kb->en, &k->b, errbuf, sizeof(errbuf));
 	}
 	if (r < 0) {
-		log_error_errno(r, "VM '%s': its VMM (process %d) exited while vpmd was away, and "
-				   "what it left in DRAM cannot be committed: %s; its files stay in "
-				   "'%s'",
+		log_error_errno(r,
+				"VM '%s': its VMM (process %d) exited while vpmd was away, and "
+				"what it left in DRAM cannot be committed: %s; its files stay in "
+				"'%s'",
 				name, (int)rec->pid, errbuf, kb->dir);
 		kvm_vm_free(k);
 		return;
@@ -1022,15 +1033,17 @@ int kvm_backend_attach(struct kvm_backend *kb, const struct kvm_attach_request *
 	int r;
 
 	if (!valid_vm_name(req->name)) {
-		snprintf(errbuf, errlen, "'%.64s' is not a VM name vpmd takes: 1-63 letters, digits, "
-					 "'_', '-' and '.' (not first)",
+		snprintf(errbuf, errlen,
+			 "'%.64s' is not a VM name vpmd takes: 1-63 letters, digits, "
+			 "'_', '-' and '.' (not first)",
 			 req->name);
 		return -EINVAL;
 	}
 	if (req->pid <= 0 || req->size == 0 || req->gpa % PAGE || req->size % PAGE ||
 	    req->size / PAGE > KVM_VPM_MAX_PAGES || req->gpa + req->size < req->gpa) {
-		snprintf(errbuf, errlen, "VM '%s': a pid, and a vPM range of whole 4 KiB pages are "
-					 "needed (got pid %d, 0x%" PRIx64 "+0x%" PRIx64 ")",
+		snprintf(errbuf, errlen,
+			 "VM '%s': a pid, and a vPM range of whole 4 KiB pages are "
+			 "needed (got pid %d, 0x%" PRIx64 "+0x%" PRIx64 ")",
 			 req->name, (int)req->pid, req->gpa, req->size);
 		return -EINVAL;
 	}
@@ -1055,8 +1068,9 @@ int kvm_backend_attach(struct kvm_backend *kb, const struct kvm_attach_request *
 	r = read_record(kb, req->name, &rec);
 	if (r == 0 && same_process(&rec) == 1) {
 		if (rec.pid != req->pid || rec.gpa != req->gpa || rec.size != req->size) {
-			snprintf(errbuf, errlen, "VM '%s' is process %d's VM with the vPM range "
-						 "0x%" PRIx64 "+0x%" PRIx64 " (its record in '%s')",
+			snprintf(errbuf, errlen,
+				 "VM '%s' is process %d's VM with the vPM range "
+				 "0x%" PRIx64 "+0x%" PRIx64 " (its record in '%s')",
 				 req->name, (int)rec.pid, rec.gpa, rec.size, kb->dir);
 			return -EEXIST;
 		}
@@ -1065,8 +1079,9 @@ int kvm_backend_attach(struct kvm_backend *kb, const struct kvm_attach_request *
 	if (r == 0 && same_process(&rec) == 0)
 		finish_gone(kb, req->name, &rec);
 	else if (r != -ENOENT) {
-		snprintf(errbuf, errlen, "VM '%s' has a record in '%s' vpmd cannot use (%s); see "
-					 "the log, remove it if its VM is gone",
+		snprintf(errbuf, errlen,
+			 "VM '%s' has a record in '%s' vpmd cannot use (%s); see "
+			 "the log, remove it if its VM is gone",
 			 req->name, kb->dir, strerror(r == 0 ? ESRCH : -r));
 		return -EEXIST;
 	}
@@ -1106,8 +1121,9 @@ static void adopt_one(struct kvm_backend *kb, const char *name)
 	}
 	same = same_process(&rec);
 	if (same < 0) {
-		log_error_errno(same, "VM '%s': cannot tell whether process %d runs: %m; its files "
-				      "stay in '%s'",
+		log_error_errno(same,
+				"VM '%s': cannot tell whether process %d runs: %m; its files "
+				"stay in '%s'",
 				name, (int)rec.pid, kb->dir);
 		return;
 	}
@@ -1117,10 +1133,11 @@ static void adopt_one(struct kvm_backend *kb, const char *name)
 	}
 	r = adopt_vm(kb, name, &rec, errbuf, sizeof(errbuf));
 	if (r < 0) {
-		log_error_errno(r, "VM '%s' (process %d) not taken over: %s; it runs on its last "
-				   "mappings, and a write to a read-only page waits: fix the cause "
-				   "and run 'vpmctl attach %s --pid %d --gpa 0x%" PRIx64 " --size %" PRIu64
-				   "'",
+		log_error_errno(r,
+				"VM '%s' (process %d) not taken over: %s; it runs on its last "
+				"mappings, and a write to a read-only page waits: fix the cause "
+				"and run 'vpmctl attach %s --pid %d --gpa 0x%" PRIx64
+				" --size %" PRIu64 "'",
 				name, (int)rec.pid, errbuf, name, (int)rec.pid, rec.gpa, rec.size);
 		return;
 	}
@@ -1177,9 +1194,10 @@ int kvm_backend_new(struct engine *en, sd_event *event, const char *runtime_dir,
 	kb->event = event;
 	if (pool->kind == POOL_KIND_FSDAX) {
 		free(kb);
-		return log_error_errno(EOPNOTSUPP, "Pool '%s' is a file on fsdax: KVM cannot pin "
-						   "its pages for long (FOLL_LONGTERM); the kvm backend "
-						   "needs a devdax pool (or an emulated one for tests)",
+		return log_error_errno(EOPNOTSUPP,
+				       "Pool '%s' is a file on fsdax: KVM cannot pin "
+				       "its pages for long (FOLL_LONGTERM); the kvm backend "
+				       "needs a devdax pool (or an emulated one for tests)",
 				       pool->config.name);
 	}
 	kb->frames = (uint8_t *)pool->addr + engine_pm_frames_offset(en);
@@ -1196,9 +1214,10 @@ int kvm_backend_new(struct engine *en, sd_event *event, const char *runtime_dir,
 	}
 	if (!in_memory_fs(kb->dir)) {
 		kvm_backend_free(kb);
-		return log_error_errno(EXDEV, "runtime_dir '%s' is not a tmpfs: the DRAM frames KVM "
-					      "VMs run on must stay in memory when vpmd restarts; "
-					      "mount a tmpfs there or set runtime_dir to one (/run/vpmd)",
+		return log_error_errno(EXDEV,
+				       "runtime_dir '%s' is not a tmpfs: the DRAM frames KVM "
+				       "VMs run on must stay in memory when vpmd restarts; "
+				       "mount a tmpfs there or set runtime_dir to one (/run/vpmd)",
 				       runtime_dir);
 	}
 	adopt_all(kb);
