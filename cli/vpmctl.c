@@ -616,6 +616,15 @@ static void print_json_member(const char *key, const char *pretty)
 	printf("\n}\n");
 }
 
+/* One VM in detail (show, attach): JSON with -j, else the table. */
+static void print_vm_reply(const struct args *a, struct vpm_vm *vm)
+{
+	if (a->json)
+		print_json_member("vm", vpm_vm_get_json(vm, true));
+	else
+		print_vm(vm);
+}
+
 static int cmd_show(const struct args *a)
 {
 	_cleanup_(vpm_unrefp) struct vpm_ctx *ctx = NULL;
@@ -631,10 +640,7 @@ static int cmd_show(const struct args *a)
 	r = vpm_vm_show(ctx, a->argv[0], &vm);
 	if (r < 0)
 		return fail(r);
-	if (a->json)
-		print_json_member("vm", vpm_vm_get_json(vm, true));
-	else
-		print_vm(vm);
+	print_vm_reply(a, vm);
 	return EXIT_OK;
 }
 
@@ -716,10 +722,7 @@ static int cmd_attach(const struct args *a)
 			      &vm);
 	if (r < 0)
 		return fail(r);
-	if (a->json)
-		print_json_member("vm", vpm_vm_get_json(vm, true));
-	else
-		print_vm(vm);
+	print_vm_reply(a, vm);
 	return EXIT_OK;
 }
 

@@ -625,6 +625,21 @@ static int get_enum(struct json_object *params, const char *key, int (*from)(con
 	return 0;
 }
 
+/* "ratio", "mode" and "policy" of vm-set and attach, each optional. */
+static int get_placement(struct json_object *params, struct engine_settings *s, char *errbuf,
+			 size_t errlen)
+{
+	int r = get_ratio(params, s, errbuf, errlen);
+
+	if (r >= 0)
+		r = get_enum(params, "mode", vm_mode_from_string, "native, epoch, hint", &s->mode,
+			     errbuf, errlen);
+	if (r >= 0)
+		r = get_enum(params, "policy", policy_kind_from_string,
+			     "vpm, static, random, lru, oracle", &s->policy, errbuf, errlen);
+	return r;
+}
+
 static int record_settings_in_libvirt(struct daemon *d, const char *name,
 				      const struct engine_settings *s, struct json_object *result);
 
@@ -643,13 +658,7 @@ static int method_vm_set(struct daemon *d, struct json_object *params, struct js
 					      "('all': true), not both");
 		return -EINVAL;
 	}
-	r = get_ratio(params, &s, errbuf, errlen);
-	if (r >= 0)
-		r = get_enum(params, "mode", vm_mode_from_string, "native, epoch, hint", &s.mode,
-			     errbuf, errlen);
-	if (r >= 0)
-		r = get_enum(params, "policy", policy_kind_from_string,
-			     "vpm, static, random, lru, oracle", &s.policy, errbuf, errlen);
+	r = get_placement(params, &s, errbuf, errlen);
 	if (r < 0)
 		return r;
 	r = vpm_json_get_uint64(params, "priority", &prio);
@@ -729,13 +738,7 @@ static int method_attach(struct daemon *d, struct json_object *params, struct js
 		return -EINVAL;
 	}
 	req.pid = (pid_t)pid;
-	r = get_ratio(params, &s, errbuf, errlen);
-	if (r >= 0)
-		r = get_enum(params, "mode", vm_mode_from_string, "native, epoch, hint", &s.mode,
-			     errbuf, errlen);
-	if (r >= 0)
-		r = get_enum(params, "policy", policy_kind_from_string,
-			     "vpm, static, random, lru, oracle", &s.policy, errbuf, errlen);
+	r = get_placement(params, &s, errbuf, errlen);
 	if (r < 0)
 		return r;
 	req.ratio = s.set_ratio ? s.ratio : 0;

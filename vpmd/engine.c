@@ -1967,6 +1967,17 @@ struct engine *engine_free(struct engine *en)
 	return NULL;
 }
 
+bool engine_vm_name_valid(const char *n)
+{
+	if (!n[0] || n[0] == '.' || strlen(n) >= sizeof(((struct vm *)0)->name))
+		return false;
+	for (const char *p = n; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.'))
+			return false;
+	return true;
+}
+
 int engine_attach_kvm(struct engine *en, const struct kvm_attach_request *req, char *errbuf,
 		      size_t errlen)
 {

@@ -112,6 +112,8 @@ int engine_attach_kvm(struct engine *en, const struct kvm_attach_request *req, c
 		      size_t errlen);
 
 /* ---- for backends ---- */
+/* A VM name also names its image file: 1-63 letters, digits, '_', '-' and '.' (not first). */
+bool engine_vm_name_valid(const char *name);
 int engine_vm_attach(struct engine *en, struct backend_vm *b, char *errbuf, size_t errlen);
 void engine_vm_event(struct vm *vm, const struct backend_event *ev);
 /* The guest is gone (its vCPUs no longer run) or vpmd lets it go (it keeps running). */

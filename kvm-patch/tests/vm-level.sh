@@ -125,6 +125,19 @@ wait_progress() {
 	done
 }
 
+# start_vmm [options]: vpm-vmm waiting for SIGUSR1, its output in $W/vmm.log
+start_vmm() {
+	vpm-vmm --pm-gpa $GPA --pm-size $SIZE --words-per-page $WPP --wait-start \
+		--report-every 4096 "$@" >"$W/vmm.log" 2>&1 &
+	VMM_PID=$!
+	i=0
+	until grep -q '^VMM: pid=' "$W/vmm.log"; do
+		i=$((i + 1))
+		[ $i -lt 100 ] || fail "vpm-vmm $* did not start: $(cat "$W/vmm.log")"
+		sleep 0.1
+	done
+}
+
 rm -rf "$W" /run/vpmd
 mkdir -p "$W/state"
 
@@ -144,15 +157,7 @@ ctl -j pools >"$W/pools.json"
 grep -q '"kind": *"devdax"' "$W/pools.json" || fail "pool pm0 is not devdax: $(cat "$W/pools.json")"
 
 # 2. the VM, attached before its guest runs
-vpm-vmm --pm-gpa $GPA --pm-size $SIZE --words-per-page $WPP --wait-start \
-	--report-every 4096 >"$W/vmm.log" 2>&1 &
-VMM_PID=$!
-i=0
-until grep -q '^VMM: pid=' "$W/vmm.log"; do
-	i=$((i + 1))
-	[ $i -lt 100 ] || fail "vpm-vmm did not start"
-	sleep 0.1
-done
+start_vmm
 if ! ctl attach vm1 --pid "$VMM_PID" --gpa $GPA --size $SIZE >"$W/attach.out" 2>"$W/attach.err"; then
 	grep -q 'KVM_CAP_VPM' "$W/attach.err" && skip "KVM has no VPM: $(cat "$W/attach.err")"
 	fail "vpmctl attach: $(cat "$W/attach.err")"
@@ -236,15 +241,7 @@ say "final: guest seq $final; $(cat "$W/check2.out")"
 # 7. hint mode: every store whose persist hint returned is durable
 : >"$W/vmm.log"
 start_vpmd
-vpm-vmm --pm-gpa $GPA --pm-size $SIZE --words-per-page $WPP --wait-start --hint-every 7 \
-	--report-every 4096 >"$W/vmm.log" 2>&1 &
-VMM_PID=$!
-i=0
-until grep -q '^VMM: pid=' "$W/vmm.log"; do
-	i=$((i + 1))
-	[ $i -lt 100 ] || fail "vpm-vmm (hints) did not start"
-	sleep 0.1
-done
+start_vmm --hint-every 7
 ctl attach vm2 --pid "$VMM_PID" --gpa $GPA --size $SIZE --mode hint --ratio 2 \
 	>"$W/attach.out" 2>"$W/attach.err" || fail "vpmctl attach vm2: $(cat "$W/attach.err")"
 kill -USR1 "$VMM_PID"

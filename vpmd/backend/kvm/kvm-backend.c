@@ -803,17 +803,6 @@ static void kvm_vm_end(struct kvm_vm *k, const char *why, bool gone)
 	kvm_vm_free(k);
 }
 
-static bool valid_vm_name(const char *n)
-{
-	if (!n[0] || n[0] == '.' || strlen(n) >= sizeof(((struct backend_vm *)0)->name))
-		return false;
-	for (const char *p = n; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.'))
-			return false;
-	return true;
-}
-
 static struct kvm_vm *kvm_vm_new(struct kvm_backend *kb, const char *name, pid_t pid, uint64_t gpa,
 				 uint64_t size)
 {
@@ -1032,7 +1021,7 @@ int kvm_backend_attach(struct kvm_backend *kb, const struct kvm_attach_request *
 	struct kvm_vm *k;
 	int r;
 
-	if (!valid_vm_name(req->name)) {
+	if (!engine_vm_name_valid(req->name)) {
 		snprintf(errbuf, errlen,
 			 "'%.64s' is not a VM name vpmd takes: 1-63 letters, digits, "
 			 "'_', '-' and '.' (not first)",
@@ -1113,7 +1102,7 @@ static void adopt_one(struct kvm_backend *kb, const char *name)
 	int r, same;
 
 	r = read_record(kb, name, &rec);
-	if (r < 0 || !valid_vm_name(name)) {
+	if (r < 0 || !engine_vm_name_valid(name)) {
 		log_warning("Ignoring the record of '%s' in '%s': not one vpmd wrote; removing it",
 			    name, kb->dir);
 		remove_files(kb, name);

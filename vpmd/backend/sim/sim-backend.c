@@ -369,17 +369,6 @@ static int welcome(struct sim_vm *s, int pool_fd)
 	return sim_send(s->conn, &m, fds, s->b.reattached ? 0 : 3) < 0 ? -EPIPE : 0;
 }
 
-/* A VM name also names its image file: letters, digits, '_', '-' and '.' (not first). */
-static bool valid_vm_name(const char *n)
-{
-	if (!n[0] || n[0] == '.')
-		return false;
-	for (const char *p = n; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.'))
-			return false;
-	return true;
-}
 
 static void refuse(int conn, int error)
 {
@@ -465,7 +454,7 @@ static int on_connect(sd_event_source *es, int fd, uint32_t revents, void *userd
 	if (read_hello(conn, &m, &ept_fd, &dram_fd) < 0)
 		return 0;
 	if (m.n_pages < 4 || m.n_pages > (UINT64_C(1) << 24) || m.n_vcpus == 0 ||
-	    m.n_vcpus > 64 || !valid_vm_name(m.name) || (m.reattach && ept_fd < 0)) {
+	    m.n_vcpus > 64 || !engine_vm_name_valid(m.name) || (m.reattach && ept_fd < 0)) {
 		refuse(conn, EINVAL);
 		return 0;
 	}
