@@ -3,7 +3,7 @@
 # Shared helpers of the engine benches (ratio-sweep.sh, pause.sh, migration.sh,
 # hint-vs-epoch.sh): a private vpmd on an emulated pool in /dev/shm, simulated guests, and
 # vpmd's control socket through vpmreq.py. Source it. VPM_BUILD names the build directory
-# (default: build/release, else build).
+# (default: build/release, else build); RESULTS the directory of the results (bench/results).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,7 +20,7 @@ VPM_BUILD=${VPM_BUILD:-$SRC_DIR/build/release}
 VPMD="$VPM_BUILD/vpmd/vpmd"
 SIMGUEST="$VPM_BUILD/vpmd/backend/sim/vpm-simguest"
 MEMCPY="$VPM_BUILD/bench/bench-memcpy"
-RESULTS="$BENCH_DIR/results"
+RESULTS=${RESULTS:-$BENCH_DIR/results}
 BENCH_NAME=$(basename "$0" .sh)
 # the system's interpreter: a version manager's shim costs ~0.1 s of CPU per call
 PYTHON=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3 || echo python3)}

@@ -4,31 +4,43 @@
 
     ratio-sweep-report.py RESULTS.csv [--png PLOT.png]
 
-Per workload: the modeled throughput of each policy at each ratio, relative to the ratio-1
-baseline (every page on PM; the vpm run at ratio 1) and to the DRAM-only baseline (ratio =
-pages, one page on PM), both measured in the same sweep; then vpm against the other policies
-with the targets: vpm >= 0.95 x oracle at every ratio, and ahead of (> 1 x) static, random and
-lru. Adds the relative columns to RESULTS.csv and writes RESULTS-targets.csv next to it.
+Per workload: the modeled throughput of each policy at each ratio (the median of the point's
+repetitions), relative to the ratio-1 baseline (every page on PM; the vpm runs at ratio 1) and
+to the DRAM-only baseline (ratio = pages, one page on PM), both measured in the same sweep;
+then vpm against the other policies with the targets: vpm >= 0.95 x oracle at every ratio, and
+ahead of (> 1 x) static, random and lru; each the ratio of the medians, with the range of the
+ratios of the repetitions measured one after the other. The noise: how far apart the
+repetitions of a point are, and the policies at ratio 1 (where every page is on PM whatever
+the policy). Adds the relative columns to RESULTS.csv and writes RESULTS-targets.csv next to
+it.
 """
 
 import argparse
 import csv
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 
 ORACLE_TARGET = 0.95
+TIE = 0.005  # a difference below this is within any point's noise
 OTHERS = ("static", "random", "lru")
 POLICY_ORDER = ("vpm", "static", "random", "lru", "oracle")
 
 
 def load(path):
+    """The runs, and the CSV's columns."""
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
+        rd = csv.DictReader(f)
+        rows = list(rd)
+        fields = list(rd.fieldnames or [])
+    for i, r in enumerate(rows):
         r["tput"] = float(r["modeled_ops_per_sec"])
-    return rows
+        r.setdefault("rep", "")
+        if not r["rep"]:
+            r["rep"] = str(i)  # a sweep of one run per point: every run its own
+    return rows, fields
 
 
 def ordered(values, order):
@@ -39,24 +51,63 @@ def mark(ok):
     return "met" if ok else "NOT met"
 
 
+class Point:
+    """The runs of one (workload, policy, ratio): their median and spread."""
+
+    def __init__(self, runs):
+        self.runs = runs
+        self.tput = statistics.median(r["tput"] for r in runs)
+        lo = min(r["tput"] for r in runs)
+        self.spread = max(r["tput"] for r in runs) / lo - 1 if lo > 0 else 0.0
+        self.by_rep = {r["rep"]: r["tput"] for r in runs}
+
+
+def paired(v, o):
+    """vpm / other of the repetitions measured one after the other (same rep)."""
+    return [v.by_rep[k] / o.by_rep[k] for k in v.by_rep if k in o.by_rep and o.by_rep[k] > 0]
+
+
+def pct(x):
+    return f"{x:.1%}"
+
+
 def report(rows):
     """Print the tables; return (rows with relative columns, target rows)."""
     workloads = ordered({r["workload"] for r in rows}, ("zipf-kv", "btree", "scan", "log"))
     targets = []
     summary = []
+    spreads = []
+    at1_spreads = []
+    sizes = {}
+    for r in rows:
+        k = (r["workload"], r["ratio_label"], r["policy"])
+        sizes[k] = sizes.get(k, 0) + 1
+    reps = max(sizes.values())
+    psi = [float(r["cpu_pressure_pct"]) for r in rows if r.get("cpu_pressure_pct")]
+    scale = {r.get("lat_scale") or "1" for r in rows}
+    print(f"runs: {len(rows)}; repetitions per point: up to {reps}; latency model x "
+          f"{'/'.join(sorted(scale))}")
+    if psi:
+        print(f"machine load: CPU pressure (some, avg10, at the end of each run) median "
+              f"{statistics.median(psi):.0f} %, max {max(psi):.0f} %")
     for wl in workloads:
         rs = [r for r in rows if r["workload"] == wl]
-        dram = next((r for r in rs if r["ratio_label"] == "dram-only"), None)
-        sweep = [r for r in rs if r["ratio_label"] != "dram-only"]
-        ratios = sorted({float(r["ratio"]) for r in sweep})
-        policies = ordered({r["policy"] for r in sweep}, POLICY_ORDER)
-        cell = {(float(r["ratio"]), r["policy"]): r for r in sweep}
+        groups = {}
+        for r in rs:
+            groups.setdefault((r["ratio_label"], r["policy"]), []).append(r)
+        points = {k: Point(v) for k, v in groups.items()}
+        spreads += [p.spread for p in points.values() if len(p.runs) > 1]
+        dram = next((p for (lab, _), p in points.items() if lab == "dram-only"), None)
+        sweep = {(float(lab), pol): p for (lab, pol), p in points.items() if lab != "dram-only"}
+        ratios = sorted({k[0] for k in sweep})
+        policies = ordered({k[1] for k in sweep}, POLICY_ORDER)
+        cell = sweep
         r1 = cell.get((1.0, "vpm"))
-        base1 = r1["tput"] if r1 else None
-        based = dram["tput"] if dram else None
+        base1 = r1.tput if r1 else None
+        based = dram.tput if dram else None
         pages, vcpus = rs[0]["pages"], rs[0]["vcpus"]
         print(f"\n== {wl}: {pages} pages, {vcpus} vCPUs, epoch mode ==")
-        print("baselines measured in this sweep (policy vpm):")
+        print("baselines measured in this sweep (policy vpm; medians):")
         if base1:
             print(f"  ratio 1: every page on a PM frame              {base1 / 1e6:8.3f} Mops/s")
         else:
@@ -70,51 +121,73 @@ def report(rows):
             r["rel_ratio1"] = f"{r['tput'] / base1:.4f}" if base1 else ""
             r["rel_dram_only"] = f"{r['tput'] / based:.4f}" if based else ""
 
-        print("\nmodeled Mops/s  [relative to ratio 1 | relative to DRAM-only]")
-        print("ratio " + "".join(f"  {p:<21}" for p in policies))
+        print("\nmodeled Mops/s  [relative to ratio 1 | relative to DRAM-only]  "
+              "(spread of the repetitions: max/min - 1)")
+        print("ratio " + "".join(f"  {p:<28}" for p in policies))
         for ratio in ratios:
             line = f"{ratio:<5g} "
             for p in policies:
-                r = cell.get((ratio, p))
-                if not r:
-                    line += f"  {'-':<21}"
+                c = cell.get((ratio, p))
+                if not c:
+                    line += f"  {'-':<28}"
                     continue
-                a = f"{r['tput'] / base1:4.2f}" if base1 else "  - "
-                b = f"{r['tput'] / based:4.2f}" if based else "  - "
-                line += f"  {r['tput'] / 1e6:6.3f} [{a} | {b}] "
+                a = f"{c.tput / base1:4.2f}" if base1 else "  - "
+                b = f"{c.tput / based:4.2f}" if based else "  - "
+                sp = f"{c.spread:4.0%}" if len(c.runs) > 1 else "   -"
+                line += f"  {c.tput / 1e6:6.3f} [{a} | {b}] {sp} "
             print(line.rstrip())
 
         if "vpm" not in policies:
             continue
         cols = [p for p in ("oracle",) + OTHERS if p in policies]
         head = {"oracle": f"vpm/oracle (>= {ORACLE_TARGET})"}
-        print("\nvpm against the other policies, and the targets")
-        print("ratio " + "".join(f"  {head.get(p, f'vpm/{p} (> 1)'):<24}" for p in cols))
+        print("\nvpm against the other policies (ratio of the medians [range of the paired "
+              "repetitions]), and the targets")
+        print("ratio " + "".join(f"  {head.get(p, f'vpm/{p} (> 1)'):<27}" for p in cols))
         met = {p: 0 for p in cols}
         n = {p: 0 for p in cols}
+        ties = {p: 0 for p in cols}
         for ratio in ratios:
             v = cell.get((ratio, "vpm"))
             line = f"{ratio:<5g} "
             t = {"workload": wl, "ratio": f"{ratio:g}"}
             for p in cols:
                 o = cell.get((ratio, p))
-                if not v or not o or o["tput"] <= 0:
-                    line += f"  {'-':<24}"
+                if not v or not o or o.tput <= 0:
+                    line += f"  {'-':<27}"
                     continue
-                q = v["tput"] / o["tput"]
-                ok = q >= ORACLE_TARGET if p == "oracle" else q > 1.0
+                q = v.tput / o.tput
+                pr = paired(v, o)
+                bar = ORACLE_TARGET if p == "oracle" else 1.0
+                ok = q >= bar if p == "oracle" else q > bar
+                # undecided: the repetitions measured one after the other fall on both sides,
+                # or the medians are within TIE of the target (less than a point's noise)
+                close = (len(pr) > 1 and min(pr) <= bar <= max(pr)) or abs(q - bar) < TIE
                 met[p] += ok
                 n[p] += 1
+                ties[p] += close
                 t[f"vpm_vs_{p}"] = f"{q:.4f}"
+                t[f"vpm_vs_{p}_min"] = f"{min(pr):.4f}" if pr else ""
+                t[f"vpm_vs_{p}_max"] = f"{max(pr):.4f}" if pr else ""
                 t[f"{p}_target_met"] = "yes" if ok else "no"
-                line += f"  {q:5.2f} {mark(ok):<18}"
+                t[f"{p}_within_noise"] = "yes" if close else "no"
+                rng = f"[{min(pr):.2f}-{max(pr):.2f}]" if len(pr) > 1 else ""
+                line += f"  {q:5.2f} {rng:<11} {mark(ok) + ('~' if close else ''):<8}"
             targets.append(t)
             print(line.rstrip())
-        at1 = [cell[(1.0, p)]["tput"] for p in policies if (1.0, p) in cell]
+        at1 = [cell[(1.0, p)].tput for p in policies if (1.0, p) in cell]
         if len(at1) > 1:
+            at1_spreads.append((wl, max(at1) / min(at1) - 1))
             print(f"noise: at ratio 1 every page is on PM whatever the policy; the {len(at1)} "
-                  f"policies there differ by {max(at1) / min(at1) - 1:.1%} (max/min - 1)")
-        summary.append((wl, {p: (met[p], n[p]) for p in cols}))
+                  f"policies there differ by {pct(max(at1) / min(at1) - 1)} (max/min - 1)")
+        ps = [p.spread for p in points.values() if len(p.runs) > 1]
+        if ps:
+            print(f"noise: repetitions of a point differ by {pct(statistics.median(ps))} "
+                  f"(median over the points; max {pct(max(ps))})")
+        if any(ties.values()):
+            print(f"~: within noise (the paired repetitions fall on both sides of the target, "
+                  f"or the medians are within {TIE:.1%} of it)")
+        summary.append((wl, {p: (met[p], n[p], ties[p]) for p in cols}))
 
     if summary:
         print("\n== targets, all workloads (ratios at which each is met) ==")
@@ -126,11 +199,21 @@ def report(rows):
             line = f"{wl:<10}"
             for p in cols:
                 if p in m and m[p][1]:
-                    k, n = m[p]
-                    line += f"  {f'{k}/{n} ' + ('met' if k == n else 'NOT met'):<22}"
+                    k, n, c = m[p]
+                    text = f"{k}/{n} " + ("met" if k == n else "NOT met")
+                    line += f"  {text + (f' ({c}~)' if c else ''):<22}"
                 else:
                     line += f"  {'-':<22}"
             print(line.rstrip())
+    if spreads or at1_spreads:
+        print("\n== noise, all workloads ==")
+        if spreads:
+            print(f"repetitions of a point: median spread {pct(statistics.median(spreads))}, "
+                  f"90th percentile {pct(sorted(spreads)[int(0.9 * (len(spreads) - 1))])}, "
+                  f"max {pct(max(spreads))} (max/min - 1, over {len(spreads)} points)")
+        if at1_spreads:
+            print("policies at ratio 1 (medians): " +
+                  ", ".join(f"{wl} {pct(x)}" for wl, x in at1_spreads))
     return rows, targets
 
 
@@ -174,17 +257,22 @@ def plot(rows, png):
         rs = [r for r in rows if r["workload"] == wl and r["ratio_label"] != "dram-only"
               and r.get("rel_dram_only")]
         policies = ordered({r["policy"] for r in rs}, POLICY_ORDER)
-        r1 = next((r for r in rs if float(r["ratio"]) == 1.0 and r["policy"] == "vpm"), None)
+        r1 = [float(r["rel_dram_only"]) for r in rs
+              if float(r["ratio"]) == 1.0 and r["policy"] == "vpm"]
         plots = []
         for i, p in enumerate(policies):
             name = f"$d_{wl.replace('-', '_')}_{p}"
             g.append(f"{name} << EOD")
-            for r in sorted((r for r in rs if r["policy"] == p), key=lambda r: float(r["ratio"])):
-                g.append(f"{float(r['ratio']):g} {r['rel_dram_only']}")
+            by_ratio = {}
+            for r in rs:
+                if r["policy"] == p:
+                    by_ratio.setdefault(float(r["ratio"]), []).append(float(r["rel_dram_only"]))
+            for ratio in sorted(by_ratio):
+                g.append(f"{ratio:g} {statistics.median(by_ratio[ratio]):.4f}")
             g.append("EOD")
             plots.append(f"{name} using 1:2 with linespoints lw 2 pt {i + 5} title '{p}'")
         if r1:
-            plots.append(f"{r1['rel_dram_only']} with lines dt 2 lc rgb 'gray40' "
+            plots.append(f"{statistics.median(r1):.4f} with lines dt 2 lc rgb 'gray40' "
                          "title 'ratio 1'")
         plots.append("1 with lines dt 1 lc rgb 'gray60' title 'DRAM-only'")
         g.append(f"set title '{wl}'")
@@ -204,16 +292,17 @@ def main():
     ap.add_argument("csv")
     ap.add_argument("--png")
     a = ap.parse_args()
-    rows = load(a.csv)
+    rows, fields = load(a.csv)
     if not rows:
         sys.exit(f"ratio-sweep-report: {a.csv} has no runs")
-    fields = [k for k in rows[0] if k not in ("tput", "rel_ratio1", "rel_dram_only")]
+    fields = [k for k in fields if k not in ("rel_ratio1", "rel_dram_only")]
     rows, targets = report(rows)
     write_csv(a.csv, rows, fields + ["rel_ratio1", "rel_dram_only"])
     tpath = a.csv[:-4] + "-targets.csv" if a.csv.endswith(".csv") else a.csv + "-targets.csv"
     tfields = ["workload", "ratio"]
     for p in ("oracle",) + OTHERS:
-        tfields += [f"vpm_vs_{p}", f"{p}_target_met"]
+        tfields += [f"vpm_vs_{p}", f"vpm_vs_{p}_min", f"vpm_vs_{p}_max", f"{p}_target_met",
+                    f"{p}_within_noise"]
     write_csv(tpath, targets, tfields)
     print(f"\nresults: {shown(a.csv)}, {shown(tpath)}")
     if a.png:

@@ -500,11 +500,18 @@ static void promote_one(struct vm *vm, uint64_t g, uint64_t flags)
 }
 
 /* Promoted for the policy's sake: its frame goes once the forced commit supersedes it. */
+static void promote_picked(struct vm *vm, uint64_t g)
+{
+	promote_one(vm, g, PT_FORCE);
+	policy_promoted(&vm->policy, g);
+}
+
+/* The n hottest PM pages to DRAM: the VM holds more PM pages than its pm_target. */
 static void promote_hottest(struct vm *vm, uint64_t n)
 {
 	n = policy_pick_promotions(&vm->policy, &vm->pt, n, vm->pick);
 	for (uint64_t i = 0; i < n; i++)
-		promote_one(vm, vm->pick[i], PT_FORCE);
+		promote_picked(vm, vm->pick[i]);
 	(void)flush_maps(vm);
 }
 
@@ -519,9 +526,9 @@ static void plan_migrations(struct vm *vm)
 	uint64_t dram = dram_pages(vm), pm = pm_pages(vm);
 	uint64_t over = dram > vm->dram_share ? dram - vm->dram_share : 0;
 	uint64_t under = pm > vm->pm_target ? pm - vm->pm_target : 0;
-	double margin;
 	uint64_t n, k = 0;
 
+	policy_boundary(&vm->policy, &vm->pt);
 	vm->n_rank = policy_pick_demotions(&vm->policy, &vm->pt, dram, vm->rank);
 	if (under)
 		promote_hottest(vm, take_tokens(vm, under));
@@ -536,21 +543,23 @@ static void plan_migrations(struct vm *vm)
 	/* a few swaps per epoch: the hottest PM pages against the coldest DRAM pages */
 	n = MIN(MIN(pm, vm->n_rank), MAX(vm->n_pages / 64, 1));
 	n = policy_pick_promotions(&vm->policy, &vm->pt, n, vm->pick);
-	/* vpm wants a clear difference (its scores count epochs): no swapping back and forth */
-	margin = vm->policy.kind == POLICY_VPM ? 2.0 : 0.0;
-	while (k < n && policy_score(&vm->policy, &vm->pt, vm->pick[k]) >
-				policy_score(&vm->policy, &vm->pt, vm->rank[k]) + margin)
+	while (k < n && policy_prefers(&vm->policy, &vm->pt, vm->pick[k], vm->rank[k]))
 		k++;
 	k = MIN(take_tokens(vm, 2 * k) / 2, vm->headroom);
 	for (uint64_t i = 0; i < k; i++)
-		promote_one(vm, vm->pick[i], PT_FORCE);
+		promote_picked(vm, vm->pick[i]);
 	(void)flush_maps(vm);
 }
 
-/* The accessed bits of a sample (in vm->sample) count for the frequency and the epoch. */
+/*
+ * The accessed bits of a sample (in vm->sample) count for the frequency and the epoch, and
+ * for the policy; a boundary's harvest (not timed) gives it the epoch's dirty bits too.
+ */
 static void account_accesses(struct vm *vm, bool timed)
 {
 	pt_sample_accessed(&vm->pt, vm->sample, timed);
+	(void)policy_observe(&vm->policy, &vm->pt, vm->sample, timed ? NULL : vm->dirty,
+			     now_usec(CLOCK_MONOTONIC));
 	for (uint64_t w = 0; w < vm->words; w++)
 		vm->accessed[w] |= vm->sample[w];
 }
@@ -1533,6 +1542,7 @@ static void vm_free(struct vm *vm)
 	sd_event_source_disable_unref(vm->epoch_timer);
 	sd_event_source_disable_unref(vm->sample_timer);
 	oracle_weight_free(vm);
+	policy_done(&vm->policy);
 	pt_done(&vm->pt);
 	free(vm->dirty);
 	free(vm->accessed);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /* Placement policy and its baselines. */
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 
 #include "check-main.h"
@@ -44,7 +45,27 @@ START_TEST(test_dram_share)
 }
 END_TEST
 
-START_TEST(test_vpm_keeps_write_hot_pages)
+#define SAMPLE_USEC 12500 /* the engine's: 8 samples in a 100 ms epoch */
+
+/*
+ * What vpm sees of setup_table()'s 8 epochs: 8 samples an epoch (each of them a boundary's
+ * harvest: short epochs that a fault ended early). Pages 0-3 written in every epoch, 4-7 read
+ * in every sample, 8-11 read once at the start, 12-15 never touched. Returns the time after.
+ */
+static uint64_t observe_epochs(struct policy *p, const struct pagetable *pt, uint64_t t)
+{
+	for (int e = 0; e < 8; e++)
+		for (int s = 0; s < 8; s++) {
+			uint64_t accessed[1] = { 0xff | (e == 0 && s == 0 ? 0xf00 : 0) };
+			uint64_t dirty[1] = { 0xf };
+
+			t += SAMPLE_USEC;
+			ck_assert_int_eq(policy_observe(p, pt, accessed, dirty, t), 0);
+		}
+	return t;
+}
+
+START_TEST(test_vpm_keeps_hot_pages)
 {
 	struct pagetable pt;
 	struct policy p = { .kind = POLICY_VPM };
@@ -52,15 +73,112 @@ START_TEST(test_vpm_keeps_write_hot_pages)
 	size_t n;
 
 	setup_table(&pt);
+	observe_epochs(&p, &pt, 1000);
+	policy_boundary(&p, &pt);
 	n = policy_pick_demotions(&p, &pt, 12, out);
 	ck_assert_uint_eq(n, 12);
-	/* cold first (12-15), then read-once (8-11), then read-mostly (4-7); never 0-3 */
-	for (int i = 0; i < 4; i++)
-		ck_assert_uint_ge(out[i], 12);
-	for (int i = 4; i < 8; i++)
-		ck_assert(out[i] >= 8 && out[i] < 12);
+	/*
+	 * cold first (8-15: one sample long ago is no evidence of heat, so read-once and
+	 * untouched pages are equals, highest gfn first), then read-mostly (4-7); never 0-3
+	 */
+	for (int i = 0; i < 8; i++)
+		ck_assert_uint_eq(out[i], 15 - (uint64_t)i);
 	for (int i = 8; i < 12; i++)
 		ck_assert(out[i] >= 4 && out[i] < 8);
+	/* written pages count their writes too */
+	ck_assert_double_gt(policy_score(&p, &pt, 0), policy_score(&p, &pt, 4));
+	ck_assert_double_gt(policy_score(&p, &pt, 8), policy_score(&p, &pt, 12));
+	policy_done(&p);
+	pt_done(&pt);
+}
+END_TEST
+
+START_TEST(test_vpm_heat_decays)
+{
+	struct pagetable pt;
+	struct policy p = { .kind = POLICY_VPM };
+	uint64_t a[1] = { 0x1 }, b[1] = { 0x2 }, t = 0;
+	double h0, h1;
+
+	ck_assert_int_eq(pt_init(&pt, 4), 0);
+	/* page 0: 100 samples now; page 1: 100 samples 4 s (two time constants) later */
+	for (int i = 0; i < 100; i++)
+		ck_assert_int_eq(policy_observe(&p, &pt, a, NULL, t += 1000), 0);
+	h0 = policy_score(&p, &pt, 0);
+	ck_assert_double_eq_tol(h0, 100 * 0.975, 2.5); /* the last 0.1 s: hardly decayed */
+	t += 4000000;
+	for (int i = 0; i < 100; i++)
+		ck_assert_int_eq(policy_observe(&p, &pt, b, NULL, t += 1000), 0);
+	h1 = policy_score(&p, &pt, 1);
+	ck_assert_double_eq_tol(policy_score(&p, &pt, 0), h0 * exp(-2.05), 1.0);
+	ck_assert_double_gt(h1, 4 * policy_score(&p, &pt, 0));
+	/* long quiet times rebase the scale (exp of 140 s / 2 s overflows a float): page 1
+	 * stays hotter than page 0, both decayed to nothing, and new samples count as before */
+	t += 140000000;
+	ck_assert_int_eq(policy_observe(&p, &pt, b, NULL, t), 0);
+	ck_assert_double_eq_tol(policy_score(&p, &pt, 1), 1.0, 1e-3);
+	ck_assert_double_eq_tol(policy_score(&p, &pt, 0), 0.0, 1e-3);
+	ck_assert(isfinite(policy_score(&p, &pt, 2)));
+	/* another policy drops the state; vpm again starts afresh */
+	p.kind = POLICY_LRU;
+	ck_assert_int_eq(policy_observe(&p, &pt, b, NULL, t), 0);
+	ck_assert_ptr_null(p.heat);
+	p.kind = POLICY_VPM;
+	ck_assert_double_eq(policy_score(&p, &pt, 1), 0);
+	policy_done(&p);
+	pt_done(&pt);
+}
+END_TEST
+
+START_TEST(test_vpm_hysteresis)
+{
+	struct pagetable pt;
+	struct policy p = { .kind = POLICY_VPM };
+	uint64_t all[1] = { 0xff }, some[1] = { 0x0f }, out[8], t = 0;
+
+	/* 8 pages: 0-3 in DRAM, 4-7 on PM, all of equal rate */
+	ck_assert_int_eq(pt_init(&pt, 8), 0);
+	for (uint32_t g = 0; g < 8; g++)
+		pt_place(&pt, g, g < 4 ? PT_TIER_DRAM : PT_TIER_PM, g,
+			 PT_COMMITTED | (g < 4 ? PT_WRITABLE : 0));
+	for (int i = 0; i < 400; i++)
+		ck_assert_int_eq(policy_observe(&p, &pt, all, NULL, t += SAMPLE_USEC), 0);
+	policy_boundary(&p, &pt);
+	/* equal counts: no swap either way */
+	ck_assert(!policy_prefers(&p, &pt, 4, 0));
+	ck_assert(!policy_prefers(&p, &pt, 0, 4));
+	/* a write fault brings page 5 to DRAM: at the next boundary, a visitor, the first to go
+	 * back, even though its heat (one more sample) is as high as the others' */
+	pt_place(&pt, 5, PT_TIER_DRAM, 5, PT_COMMITTED | PT_WRITABLE);
+	ck_assert_int_eq(policy_observe(&p, &pt, (uint64_t[]){ 0x20 }, (uint64_t[]){ 0x20 },
+					t += SAMPLE_USEC),
+			 0);
+	/* ... and the policy promotes page 6: no visitor */
+	pt_place(&pt, 6, PT_TIER_DRAM, 6, PT_COMMITTED | PT_WRITABLE | PT_FORCE);
+	policy_promoted(&p, 6);
+	policy_boundary(&p, &pt);
+	ck_assert_uint_eq(policy_pick_demotions(&p, &pt, 6, out), 6);
+	ck_assert_uint_eq(out[0], 5);
+	/* pages 0-3 stay as hot; 5 and 6 go cold: the visitor still goes first */
+	for (int i = 0; i < 400; i++)
+		ck_assert_int_eq(policy_observe(&p, &pt, some, NULL, t += SAMPLE_USEC), 0);
+	policy_boundary(&p, &pt);
+	ck_assert_uint_eq(policy_pick_demotions(&p, &pt, 6, out), 6);
+	ck_assert_uint_eq(out[0], 5);
+	ck_assert_uint_eq(out[1], 6);
+	/* a clear difference: page 7 (PM) is now hotter than cold page 6 in DRAM */
+	ck_assert(policy_prefers(&p, &pt, 7, 6) == false); /* 7 went cold too */
+	for (int i = 0; i < 400; i++)
+		ck_assert_int_eq(policy_observe(&p, &pt, (uint64_t[]){ 0xa0 }, NULL,
+						t += SAMPLE_USEC),
+				 0);
+	ck_assert(policy_prefers(&p, &pt, 7, 6));
+	ck_assert(!policy_prefers(&p, &pt, 7, 5)); /* 5 was as hot */
+	/* the visitor, clearly hotter than the coldest resident (6), stays: not first any more */
+	policy_boundary(&p, &pt);
+	ck_assert_uint_eq(policy_pick_demotions(&p, &pt, 6, out), 6);
+	ck_assert_uint_eq(out[0], 6);
+	policy_done(&p);
 	pt_done(&pt);
 }
 END_TEST
@@ -92,27 +210,31 @@ START_TEST(test_promotions_hottest_first)
 {
 	struct pagetable pt;
 	struct policy p = { .kind = POLICY_VPM };
-	uint64_t out[16];
+	uint64_t out[16], t;
 
 	setup_table(&pt);
+	t = observe_epochs(&p, &pt, 1000);
 	/* move everything to PM: the vpm policy brings back the write-hot pages first */
 	for (uint32_t g = 0; g < 16; g++)
 		pt_place(&pt, g, PT_TIER_PM, g, PT_COMMITTED);
+	policy_boundary(&p, &pt);
 	ck_assert_uint_eq(policy_pick_promotions(&p, &pt, 8, out), 8);
 	for (int i = 0; i < 4; i++)
 		ck_assert_uint_lt(out[i], 4);
 	for (int i = 4; i < 8; i++)
 		ck_assert(out[i] >= 4 && out[i] < 8);
 	ck_assert(policy_swaps(&p));
-	/* among pages read in every epoch, the sampled frequency decides */
+	/* among pages read at every sample, how often decides: page 6 read 8 more times */
 	{
 		uint64_t often[1] = { UINT64_C(1) << 6 };
 
-		for (int i = 0; i < 20; i++)
-			pt_sample_accessed(&pt, often, true);
+		for (int i = 0; i < 8; i++)
+			ck_assert_int_eq(policy_observe(&p, &pt, often, NULL, t += SAMPLE_USEC / 8),
+					 0);
 		ck_assert_uint_eq(policy_pick_promotions(&p, &pt, 5, out), 5);
 		ck_assert_uint_eq(out[4], 6); /* after the four written pages */
 	}
+	policy_done(&p);
 	pt_done(&pt);
 }
 END_TEST
@@ -150,7 +272,9 @@ static Suite *policy_suite(void)
 	TCase *tc = tcase_create("core");
 
 	tcase_add_test(tc, test_dram_share);
-	tcase_add_test(tc, test_vpm_keeps_write_hot_pages);
+	tcase_add_test(tc, test_vpm_keeps_hot_pages);
+	tcase_add_test(tc, test_vpm_heat_decays);
+	tcase_add_test(tc, test_vpm_hysteresis);
 	tcase_add_test(tc, test_only_its_tier);
 	tcase_add_test(tc, test_promotions_hottest_first);
 	tcase_add_test(tc, test_baselines);

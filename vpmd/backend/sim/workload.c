@@ -111,6 +111,17 @@ static int build_weights(struct workload *w)
 			w->weight[g] = 1.0 / (double)(n - 1 - w->n_internal);
 		break;
 	case WORKLOAD_LOG:
+		/*
+		 * Every page of the ring is written once a round (some 14 appends, then nothing
+		 * until the round comes back): equal frequencies are the truth. No frequency
+		 * tells which pages to keep; what matters is not to swap equal pages back and
+		 * forth (a page the append frontier just left is the last one needed again, so
+		 * LRU is the worst choice), i.e. to keep one set of pages in DRAM, which equal
+		 * weights do (ties go in gfn order, and equal pages are never swapped). Knowing
+		 * where the frontier is would allow promoting the pages just ahead of it; but at
+		 * the latency model's ~0.4 us an append it laps a ring of this size many times
+		 * an epoch: nothing a placement decided once an epoch can use.
+		 */
 	case WORKLOAD_SCAN:
 	default:
 		for (uint64_t g = 0; g < n; g++)
