@@ -71,8 +71,8 @@ fresh_vpmd() {
 # pages covers one round of its ring). One Python process per run: the client's start-up is
 # not free on two CPUs.
 measure() {
-	PYTHONPATH="$BENCH_DIR" "$PYTHON" - "$SOCK" "$1" "$2" "$WARMUP" "$WINDOW" "$MIN_OPS" \
-		"$LAT_SCALE" <<'EOF'
+	PYTHONPATH="$BENCH_DIR" PYTHONDONTWRITEBYTECODE=1 "$PYTHON" - "$SOCK" "$1" "$2" "$WARMUP" \
+		"$WINDOW" "$MIN_OPS" "$LAT_SCALE" <<'EOF'
 import os, signal, sys, time
 from vpmreq import Client
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The per-VM page table: where each guest PM page lives and how it was used recently, in one
- * 8-byte entry per page (the engine's whole per-page DRAM cost).
+ * 8-byte entry per page (the page table's whole per-page DRAM cost; the vpm policy keeps 5 more
+ * bytes a page of access history, and the engine's per-boundary work lists are sized by pages).
  *
  *   bits  0-31  frame: index of the DRAM frame or PM frame backing the page
  *   bits 32-33  tier: none (the page is only in the device image), DRAM or PM
