@@ -529,32 +529,15 @@ if [ -n "$fail" ]; then
 	exit 1
 fi
 paging=$([ "$npt" = Y ] && echo "nested paging" || echo "shadow paging")
-vpm=$(grep -c '^vpm-enable: ok' "$CONSOLE" || true)
-if grep -q '^VPM-ENABLE: PASS' "$CONSOLE"; then
-	vpm="vpm-enable $vpm checks"
-else
-	vpm="vpm-enable skipped"
-fi
-if grep -q '^VPM-MAP: PASS' "$CONSOLE"; then
-	vpm="$vpm, vpm-map $(grep -c '^vpm-map: ok' "$CONSOLE" || true) checks"
-else
-	vpm="$vpm, vpm-map skipped"
-fi
-if grep -q '^VPM-HARVEST: PASS' "$CONSOLE"; then
-	vpm="$vpm, vpm-harvest $(grep -c '^vpm-harvest: ok' "$CONSOLE" || true) checks"
-else
-	vpm="$vpm, vpm-harvest skipped"
-fi
-if grep -q '^VPM-EVENTS: PASS' "$CONSOLE"; then
-	vpm="$vpm, vpm-events $(grep -c '^vpm-events: ok' "$CONSOLE" || true) checks"
-else
-	vpm="$vpm, vpm-events skipped"
-fi
-if grep -q '^VPM-REATTACH: PASS' "$CONSOLE"; then
-	vpm="$vpm, vpm-reattach $(grep -c '^vpm-reattach: ok' "$CONSOLE" || true) checks"
-else
-	vpm="$vpm, vpm-reattach skipped"
-fi
+# each VPM selftest's checks, or that it skipped
+vpm=
+for t in vpm-enable vpm-map vpm-harvest vpm-events vpm-reattach; do
+	if grep -q "^$(echo "$t" | tr '[:lower:]' '[:upper:]'): PASS" "$CONSOLE"; then
+		vpm="$vpm${vpm:+, }$t $(grep -c "^$t: ok" "$CONSOLE" || true) checks"
+	else
+		vpm="$vpm${vpm:+, }$t skipped"
+	fi
+done
 if [ "$BENCH" = 1 ]; then
 	if grep -q '^VPM-BENCH: DONE' "$CONSOLE"; then
 		vpm="$vpm, vpm-bench done"

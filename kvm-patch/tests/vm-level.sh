@@ -125,6 +125,32 @@ wait_progress() {
 	done
 }
 
+# kill_vpmd: kill -9, as a crash would
+kill_vpmd() {
+	kill -9 "$VPMD_PID"
+	wait "$VPMD_PID" 2>/dev/null || true
+	VPMD_PID=
+}
+
+# finish_vm NAME: stop the VMM; once vpmd has committed NAME's last epoch and let it go, stop
+# vpmd; NAME's durable image must be the state after the guest's last store ($final)
+finish_vm() {
+	kill -TERM "$VMM_PID"
+	wait "$VMM_PID" || fail "vpm-vmm of $1 exited with $?: $(tail -n 5 "$W/vmm.log")"
+	VMM_PID=
+	final=$(sed -n 's/^VMM: final seq=\([0-9]*\).*/\1/p' "$W/vmm.log")
+	[ -n "$final" ] || fail "vpm-vmm of $1 reported no final seq"
+	i=0
+	while ctl -j list | grep -q "\"name\": *\"$1\""; do
+		i=$((i + 1))
+		[ $i -lt 100 ] || fail "vpmd did not notice the exit of $1's VMM"
+		sleep 0.1
+	done
+	stop_vpmd
+	vpm-seqcheck "/dev/$DAX" "$1" $WPP --expect "$final" >"$W/check.out" 2>&1 ||
+		fail "$1's durable image after its VMM's exit: $(cat "$W/check.out")"
+}
+
 # start_vmm [options]: vpm-vmm waiting for SIGUSR1, its output in $W/vmm.log
 start_vmm() {
 	vpm-vmm --pm-gpa $GPA --pm-size $SIZE --words-per-page $WPP --wait-start \
@@ -184,9 +210,7 @@ say "migrations: $p promotions, $d demotions; guest intact at seq $(vmm_seq)"
 
 # 4. vpmd killed: the guest runs on its mappings; the durable image is a consistent cut
 wait_epochs 2
-kill -9 "$VPMD_PID"
-wait "$VPMD_PID" 2>/dev/null || true
-VPMD_PID=
+kill_vpmd
 sleep 1
 kill -0 "$VMM_PID" 2>/dev/null || fail "the VM died with vpmd: $(tail -n 3 "$W/vmm.log")"
 vpm-seqcheck "/dev/$DAX" vm1 $WPP >"$W/check1.out" 2>&1 ||
@@ -207,9 +231,7 @@ say "taken over by the new vpmd; guest at seq $(vmm_seq)"
 ctl set-mode vm1 native --wait --timeout 120 >"$W/set.out" 2>&1 || fail "set-mode native: $(cat "$W/set.out")"
 seq_before=$(vmm_seq)
 wait_progress "$seq_before"
-kill -9 "$VPMD_PID"
-wait "$VPMD_PID" 2>/dev/null || true
-VPMD_PID=
+kill_vpmd
 start_vpmd
 ctl -j show vm1 >"$W/show.json" 2>&1 || fail "the new vpmd did not take vm1 over in native mode"
 grep -q '"mode": *"native"' "$W/show.json" || fail "vm1 is not native after the take-over: $(cat "$W/show.json")"
@@ -221,21 +243,8 @@ wait_progress "$seq_before"
 say "native mode taken over and left; guest at seq $(vmm_seq)"
 
 # 6. the VMM stops: the last epoch commits; the image is the guest's final state
-kill -TERM "$VMM_PID"
-wait "$VMM_PID" || fail "vpm-vmm exited with $?: $(tail -n 5 "$W/vmm.log")"
-VMM_PID=
-final=$(sed -n 's/^VMM: final seq=\([0-9]*\).*/\1/p' "$W/vmm.log")
-[ -n "$final" ] || fail "vpm-vmm reported no final seq"
-i=0
-while ctl -j list | grep -q '"name": *"vm1"'; do
-	i=$((i + 1))
-	[ $i -lt 100 ] || fail "vpmd did not notice the VMM's exit"
-	sleep 0.1
-done
-stop_vpmd
-vpm-seqcheck "/dev/$DAX" vm1 $WPP --expect "$final" >"$W/check2.out" 2>&1 ||
-	fail "durable image after the VMM's exit: $(cat "$W/check2.out")"
-say "final: guest seq $final; $(cat "$W/check2.out")"
+finish_vm vm1
+say "final: guest seq $final; $(cat "$W/check.out")"
 [ -z "$(ls /run/vpmd/kvm 2>/dev/null)" ] || fail "files left in /run/vpmd/kvm: $(ls /run/vpmd/kvm)"
 
 # 7. hint mode: every store whose persist hint returned is durable
@@ -247,9 +256,7 @@ ctl attach vm2 --pid "$VMM_PID" --gpa $GPA --size $SIZE --mode hint --ratio 2 \
 kill -USR1 "$VMM_PID"
 wait_progress 8192
 through=$(vmm_seq)
-kill -9 "$VPMD_PID"
-wait "$VPMD_PID" 2>/dev/null || true
-VPMD_PID=
+kill_vpmd
 vpm-seqcheck "/dev/$DAX" vm2 $WPP --hinted 7 --through "$through" >"$W/check3.out" 2>&1 ||
 	fail "hinted stores after kill -9: $(cat "$W/check3.out")"
 say "hint mode, after kill -9 of vpmd: $(cat "$W/check3.out")"
@@ -260,27 +267,13 @@ wait_progress "$((seq_before + 4096))"
 ctl -j show vm2 >"$W/show.json"
 grep -q '"mode": *"hint"' "$W/show.json" || fail "vm2 is not in hint mode after the take-over"
 through=$(vmm_seq)
-kill -9 "$VPMD_PID"
-wait "$VPMD_PID" 2>/dev/null || true
-VPMD_PID=
+kill_vpmd
 vpm-seqcheck "/dev/$DAX" vm2 $WPP --hinted 7 --through "$through" >"$W/check3.out" 2>&1 ||
 	fail "hinted stores after the take-over and another kill -9: $(cat "$W/check3.out")"
 say "hint mode, taken over and killed again: $(cat "$W/check3.out")"
 start_vpmd
 seq_before=$(vmm_seq)
 wait_progress "$seq_before"
-kill -TERM "$VMM_PID"
-wait "$VMM_PID" || fail "vpm-vmm (hints) exited with $?: $(tail -n 5 "$W/vmm.log")"
-VMM_PID=
-final=$(sed -n 's/^VMM: final seq=\([0-9]*\).*/\1/p' "$W/vmm.log")
-i=0
-while ctl -j list | grep -q '"name": *"vm2"'; do
-	i=$((i + 1))
-	[ $i -lt 100 ] || fail "vpmd did not notice the exit of vm2's VMM"
-	sleep 0.1
-done
-stop_vpmd
-vpm-seqcheck "/dev/$DAX" vm2 $WPP --expect "$final" >"$W/check4.out" 2>&1 ||
-	fail "vm2's durable image after its VMM's exit: $(cat "$W/check4.out")"
-say "hint mode, final: guest seq $final; $(cat "$W/check4.out")"
+finish_vm vm2
+say "hint mode, final: guest seq $final; $(cat "$W/check.out")"
 say "PASS"
