@@ -20,7 +20,11 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "random-util.h"
 
@@ -48,7 +52,26 @@ struct sim_shared {
 	uint64_t ops;    /* guest: operations done */
 	uint64_t modeled_ns; /* guest: modeled time, summed over vCPUs */
 	uint64_t writes;     /* guest: writes done (the history's sequence) */
+	uint32_t sleepers;   /* guest: parked vCPUs asleep on pause (vpmd wakes them) */
 };
+
+/*
+ * A parked vCPU polls the pause word for a while (as KVM's halt polling does), then sleeps on
+ * it (a futex shared between the two processes, sleepers counted) until vpmd clears it and
+ * wakes the sleepers, or for at most timeout_ns: a guest also wakes on its own to notice that
+ * it must stop. vpmd skips the wake (a system call) when nobody sleeps.
+ */
+static inline void sim_pause_wait(uint32_t *pause, long timeout_ns)
+{
+	struct timespec ts = { .tv_sec = timeout_ns / 1000000000L, .tv_nsec = timeout_ns % 1000000000L };
+
+	(void)syscall(SYS_futex, pause, FUTEX_WAIT, 1, &ts, NULL, 0);
+}
+
+static inline void sim_pause_wake(uint32_t *pause)
+{
+	(void)syscall(SYS_futex, pause, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+}
 
 enum sim_msg_type {
 	SIM_MSG_HELLO = 1,        /* guest: who it is (and, re-attaching, its fds) */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,10 +61,11 @@ struct vm {
 	struct pagetable pt;
 	uint64_t words; /* of a bitmap over the pages */
 	uint64_t *dirty, *accessed, *sample;
-	uint8_t *stage;
+	uint8_t *stage;            /* address space for n_pages; stage_ready of them faulted in */
+	uint64_t stage_ready;
 	struct page_copy_item *copies; /* what stage_pages() copies where */
 	struct pm_page *pages;
-	uint64_t stage_cap;
+	uint64_t stage_cap;        /* entries of copies and pages */
 	uint64_t *cand, n_cand;   /* pages to demote, write-protected at the pause */
 	uint64_t *rank, n_rank;   /* DRAM pages, coldest first, as of the last boundary */
 	uint64_t boundary_dram, boundary_pm; /* placement after the last boundary's moves */
@@ -245,10 +247,14 @@ static bool pm_writable(const struct vm *vm)
 	return vm->mode == VM_MODE_NATIVE; /* epoch and hint: a write promotes (invariant 2) */
 }
 
+static int ensure_stage(struct vm *vm, uint64_t n);
+
 static void place_dram(struct vm *vm, uint64_t g, uint64_t flags)
 {
 	pt_place(&vm->pt, g, PT_TIER_DRAM, (uint32_t)g, flags | PT_WRITABLE);
 	queue_map(vm, g, BACKEND_DRAM, g, true);
+	/* its staging room too, now rather than in a pause (which tries again if this fails) */
+	(void)ensure_stage(vm, dram_pages(vm));
 }
 
 static void place_pm(struct vm *vm, uint64_t g, uint64_t f)
@@ -306,30 +312,43 @@ static uint64_t take_tokens(struct vm *vm, uint64_t want)
 
 /* ---- epochs ----------------------------------------------------------------------------- */
 
-/* Room to stage n pages: page-aligned (the copy streams whole pages), contents not kept. */
+/*
+ * Room to stage n pages. The buffer is address space for every page of the VM, reserved at
+ * the first call; its memory is faulted in as the VM's DRAM pages grow (place_dram(), in the
+ * fault path), so that a pause copies at memory speed instead of taking page faults. What
+ * it holds is not kept from one commit to the next.
+ */
 static int ensure_stage(struct vm *vm, uint64_t n)
 {
 	struct page_copy_item *c;
 	struct pm_page *p;
-	void *s;
 
-	if (n <= vm->stage_cap)
-		return 0;
-	n = MIN(vm->n_pages, MAX(n, vm->stage_cap * 2));
-	if (posix_memalign(&s, PM_PAGE_SIZE, n * PM_PAGE_SIZE) != 0)
-		return -ENOMEM;
-	free(vm->stage);
-	vm->stage = s;
-	vm->stage_cap = 0;
-	p = realloc(vm->pages, n * sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	vm->pages = p;
-	c = realloc(vm->copies, n * sizeof(*c));
-	if (!c)
-		return -ENOMEM;
-	vm->copies = c;
-	vm->stage_cap = n;
+	n = MIN(n, vm->n_pages);
+	if (!vm->stage) {
+		void *s = mmap(NULL, vm->n_pages * PM_PAGE_SIZE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+		if (s == MAP_FAILED)
+			return -ENOMEM;
+		vm->stage = s;
+	}
+	if (n > vm->stage_cap) {
+		uint64_t cap = MIN(vm->n_pages, MAX(n, vm->stage_cap * 2));
+
+		/* a copy thread late for the last pause may still read the old list */
+		copy_crew_quiesce(vm->en->crew);
+		p = realloc(vm->pages, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		vm->pages = p;
+		c = realloc(vm->copies, cap * sizeof(*c));
+		if (!c)
+			return -ENOMEM;
+		vm->copies = c;
+		vm->stage_cap = cap;
+	}
+	for (; vm->stage_ready < n; vm->stage_ready++)
+		vm->stage[vm->stage_ready * PM_PAGE_SIZE] = 0;
 	return 0;
 }
 
@@ -353,7 +372,9 @@ static bool to_commit(struct vm *vm, uint64_t g, bool all)
  */
 static int64_t stage_pages(struct vm *vm, bool all)
 {
+	struct page_copy_moved runs[COPY_MOVED_MAX];
 	uint64_t n = 0;
+	size_t moved;
 
 	if (ensure_stage(vm, dram_pages(vm)) < 0) {
 		for (uint64_t g = 0; g < vm->n_pages; g++)
@@ -369,7 +390,10 @@ static int64_t stage_pages(struct vm *vm, bool all)
 		vm->pages[n] = (struct pm_page){ .gfn = g, .data = vm->stage + n * PM_PAGE_SIZE };
 		n++;
 	}
-	copy_crew_pages(vm->en->crew, vm->copies, n, 0);
+	moved = copy_crew_stage(vm->en->crew, vm->copies, n, runs);
+	for (size_t i = 0; i < moved; i++)
+		for (size_t k = 0; k < runs[i].n; k++)
+			vm->pages[runs[i].first + k].data = (uint8_t *)runs[i].dst + k * PM_PAGE_SIZE;
 	return n;
 }
 
@@ -1554,7 +1578,9 @@ static void vm_free(struct vm *vm)
 	free(vm->data);
 	free(vm->frames);
 	free(vm->batch);
-	free(vm->stage);
+	copy_crew_quiesce(vm->en->crew); /* a late copy thread may still use these */
+	if (vm->stage)
+		munmap(vm->stage, vm->n_pages * PM_PAGE_SIZE);
 	free(vm->pages);
 	free(vm->copies);
 	free(vm);

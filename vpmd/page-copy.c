@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -20,6 +21,8 @@
 #define CREW_MIN_PAGES  1024
 /* below this many pages the copy likely stays in the caches: plain stores are faster */
 #define STREAM_MIN_PAGES 1024
+/* the least a staging job waits for a helper's chunk before copying it again */
+#define TAKEOVER_GRACE_MIN_USEC 50
 
 struct copy_crew {
 	unsigned n_threads; /* helpers + the caller */
@@ -34,7 +37,11 @@ struct copy_crew {
 	const struct page_copy_item *items;
 	size_t n_items;
 	bool stream;
-	size_t next; /* atomic: the next chunk to take */
+	size_t next;         /* atomic: the next chunk to take */
+	uint8_t *chunk_done; /* atomic, one per chunk of the job: copied */
+	size_t chunk_cap;
+	uint8_t *spare;      /* where a staging job's caller copies chunks a helper holds */
+	void (*claimed_hook)(size_t first, bool helper); /* tests: a chunk was taken */
 };
 
 static bool have_avx2; /* set before any copy thread starts */
@@ -97,7 +104,7 @@ static void copy_range(const struct page_copy_item *items, size_t n, bool stream
 #endif
 
 /* Take chunks of the current job until none is left; returns the pages this thread copied. */
-static size_t copy_chunks(struct copy_crew *c)
+static size_t copy_chunks(struct copy_crew *c, bool helper)
 {
 	size_t mine = 0;
 
@@ -106,8 +113,11 @@ static size_t copy_chunks(struct copy_crew *c)
 
 		if (i >= c->n_items)
 			return mine;
+		if (c->claimed_hook)
+			c->claimed_hook(i, helper);
 		k = MIN((size_t)CHUNK_PAGES, c->n_items - i);
 		copy_range(c->items + i, k, c->stream);
+		__atomic_store_n(&c->chunk_done[i / CHUNK_PAGES], 1, __ATOMIC_RELEASE);
 		mine += k;
 	}
 }
@@ -126,7 +136,7 @@ static void *crew_thread(void *userdata)
 			break;
 		seen = c->generation;
 		pthread_mutex_unlock(&c->lock);
-		mine = copy_chunks(c);
+		mine = copy_chunks(c, true);
 		pthread_mutex_lock(&c->lock);
 		c->working--;
 		c->done_pages += mine;
@@ -135,6 +145,16 @@ static void *crew_thread(void *userdata)
 	}
 	pthread_mutex_unlock(&c->lock);
 	return NULL;
+}
+
+static void init_monotonic_cond(pthread_cond_t *cond)
+{
+	pthread_condattr_t a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(cond, &a);
+	pthread_condattr_destroy(&a);
 }
 
 static unsigned default_threads(void)
@@ -158,8 +178,18 @@ int copy_crew_new(unsigned threads, struct copy_crew **ret)
 	c->n_threads = 1;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->wake, NULL);
-	pthread_cond_init(&c->done, NULL);
+	init_monotonic_cond(&c->done);
 	threads = MIN(threads ? threads : default_threads(), (unsigned)CREW_MAX);
+	if (threads > 1) {
+		/* one chunk per helper: a helper holds at most one at a time */
+		size_t spare = (size_t)(threads - 1) * CHUNK_PAGES * PM_PAGE_SIZE;
+
+		if (posix_memalign((void **)&c->spare, PM_PAGE_SIZE, spare) != 0) {
+			copy_crew_free(c);
+			return -ENOMEM;
+		}
+		memset(c->spare, 0, spare); /* faulted in now, not in a pause */
+	}
 	while (c->n_threads < threads) {
 		r = pthread_create(&c->threads[c->n_threads - 1], NULL, crew_thread, c);
 		if (r != 0) {
@@ -185,8 +215,15 @@ struct copy_crew *copy_crew_free(struct copy_crew *c)
 	pthread_cond_destroy(&c->done);
 	pthread_cond_destroy(&c->wake);
 	pthread_mutex_destroy(&c->lock);
+	free(c->chunk_done);
+	free(c->spare);
 	free(c);
 	return NULL;
+}
+
+void copy_crew_set_claimed_hook(struct copy_crew *c, void (*hook)(size_t first, bool helper))
+{
+	c->claimed_hook = hook;
 }
 
 unsigned copy_crew_threads(const struct copy_crew *c)
@@ -194,22 +231,108 @@ unsigned copy_crew_threads(const struct copy_crew *c)
 	return c->n_threads;
 }
 
-void copy_crew_pages(struct copy_crew *c, const struct page_copy_item *items, size_t n,
-		     unsigned flags)
+/* Wait until no helper is still on the last job (its pages, its chunk flags). */
+static void wait_helpers_locked(struct copy_crew *c)
 {
-	bool stream = (flags & COPY_STREAM) || n >= STREAM_MIN_PAGES;
-	size_t mine;
-
-	if (c->n_threads == 1 || n < CREW_MIN_PAGES) {
-		copy_range(items, n, stream);
-		return;
-	}
-	pthread_mutex_lock(&c->lock);
-	/* a helper late for the last job must not take chunks of this one for that one */
 	while (c->working > 0) {
 		pthread_mutex_unlock(&c->lock);
 		sched_yield();
 		pthread_mutex_lock(&c->lock);
+	}
+}
+
+void copy_crew_quiesce(struct copy_crew *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	wait_helpers_locked(c);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* A flag per chunk of an n-page job; called with no helper working. */
+static int ensure_chunk_flags(struct copy_crew *c, size_t n)
+{
+	size_t chunks = (n + CHUNK_PAGES - 1) / CHUNK_PAGES;
+	uint8_t *f;
+
+	if (chunks > c->chunk_cap) {
+		f = realloc(c->chunk_done, chunks);
+		if (!f)
+			return -ENOMEM;
+		c->chunk_done = f;
+		c->chunk_cap = chunks;
+	}
+	memset(c->chunk_done, 0, chunks);
+	return 0;
+}
+
+static uint64_t monotonic_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Wait for every page until deadline (usec, CLOCK_MONOTONIC; 0: no deadline). */
+static bool wait_done_locked(struct copy_crew *c, size_t n, uint64_t deadline)
+{
+	struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000),
+			       .tv_nsec = (long)(deadline % 1000000) * 1000 };
+
+	while (c->done_pages < n) {
+		if (!deadline)
+			pthread_cond_wait(&c->done, &c->lock);
+		else if (pthread_cond_timedwait(&c->done, &c->lock, &ts) == ETIMEDOUT)
+			return c->done_pages >= n;
+	}
+	return true;
+}
+
+/*
+ * The chunks helpers took and have not finished (one at most per helper: descheduled, most
+ * likely) are copied again by the caller into the spare area; moved[] says which. The
+ * helper's own copy still lands, later, where the job said, and nobody reads it there.
+ */
+static size_t take_over_chunks(struct copy_crew *c, struct page_copy_moved *moved)
+{
+	size_t chunks = (c->n_items + CHUNK_PAGES - 1) / CHUNK_PAGES, k = 0, helpers = c->n_threads - 1;
+	struct page_copy_item redo[CHUNK_PAGES];
+
+	for (size_t ch = 0; ch < chunks && k < helpers; ch++) {
+		size_t first = ch * CHUNK_PAGES, n = MIN((size_t)CHUNK_PAGES, c->n_items - first);
+		uint8_t *dst = c->spare + k * CHUNK_PAGES * PM_PAGE_SIZE;
+
+		if (__atomic_load_n(&c->chunk_done[ch], __ATOMIC_ACQUIRE))
+			continue;
+		for (size_t i = 0; i < n; i++)
+			redo[i] = (struct page_copy_item){ .dst = dst + i * PM_PAGE_SIZE,
+							   .src = c->items[first + i].src };
+		copy_range(redo, n, c->stream);
+		moved[k++] = (struct page_copy_moved){ .first = first, .n = n, .dst = dst };
+	}
+	return k;
+}
+
+static size_t run_job(struct copy_crew *c, const struct page_copy_item *items, size_t n,
+		      unsigned flags, struct page_copy_moved *moved)
+{
+	bool stream = (flags & COPY_STREAM) || n >= STREAM_MIN_PAGES;
+	uint64_t t0, grace, mine_chunks;
+	size_t mine, k = 0;
+
+	if (c->n_threads == 1 || n < CREW_MIN_PAGES) {
+		copy_range(items, n, stream);
+		return 0;
+	}
+	pthread_mutex_lock(&c->lock);
+	/* a helper late for the last job must not take chunks of this one for that one */
+	wait_helpers_locked(c);
+	if (ensure_chunk_flags(c, n) < 0) {
+		pthread_mutex_unlock(&c->lock);
+		copy_range(items, n, stream); /* alone, then */
+		return 0;
 	}
 	c->items = items;
 	c->n_items = n;
@@ -221,12 +344,29 @@ void copy_crew_pages(struct copy_crew *c, const struct page_copy_item *items, si
 	pthread_cond_broadcast(&c->wake);
 	pthread_mutex_unlock(&c->lock);
 
-	mine = copy_chunks(c);
+	t0 = monotonic_usec();
+	mine = copy_chunks(c, false);
+	mine_chunks = MAX((mine + CHUNK_PAGES - 1) / CHUNK_PAGES, (uint64_t)1);
+	/* a helper on its CPU finishes its chunk in about the time the caller took for one */
+	grace = MAX((monotonic_usec() - t0) / mine_chunks * 4, (uint64_t)TAKEOVER_GRACE_MIN_USEC);
 
 	/* done when every page is, not when every helper has woken: a late one finds nothing */
 	pthread_mutex_lock(&c->lock);
 	c->done_pages += mine;
-	while (c->done_pages < n)
-		pthread_cond_wait(&c->done, &c->lock);
+	if (!wait_done_locked(c, n, moved ? monotonic_usec() + grace : 0))
+		k = take_over_chunks(c, moved);
 	pthread_mutex_unlock(&c->lock);
+	return k;
+}
+
+void copy_crew_pages(struct copy_crew *c, const struct page_copy_item *items, size_t n,
+		     unsigned flags)
+{
+	(void)run_job(c, items, n, flags, NULL);
+}
+
+size_t copy_crew_stage(struct copy_crew *c, const struct page_copy_item *items, size_t n,
+		       struct page_copy_moved moved[COPY_MOVED_MAX])
+{
+	return run_job(c, items, n, 0, moved);
 }

@@ -10,6 +10,7 @@
  * them; the engine stays single-threaded.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,3 +37,29 @@ enum {
  */
 void copy_crew_pages(struct copy_crew *c, const struct page_copy_item *items, size_t n,
 		     unsigned flags);
+
+/* Wait until no helper copies for an earlier job (before freeing what it copied into). */
+void copy_crew_quiesce(struct copy_crew *c);
+
+/* Pages of a staging job copied elsewhere: items first..first + n - 1, one after another. */
+struct page_copy_moved {
+	size_t first;
+	size_t n;
+	void *dst;
+};
+
+#define COPY_MOVED_MAX 16 /* one per helper, at most */
+
+/*
+ * copy_crew_pages() for the copy of a pause, whose time is the guest's: the caller does not
+ * wait for a helper the scheduler took off its CPU (a tick or more) but copies the chunk
+ * that helper holds again, into a spare area of the crew, and returns how many such runs
+ * moved[] names. Their data stays there until the next job of the crew; the helper's late
+ * copy still lands where the item said, so that memory must stay allocated until
+ * copy_crew_quiesce(), and what it holds is not the staged data.
+ */
+size_t copy_crew_stage(struct copy_crew *c, const struct page_copy_item *items, size_t n,
+		       struct page_copy_moved moved[COPY_MOVED_MAX]);
+
+/* Tests: called when the caller (helper false) or a helper takes the chunk starting at first. */
+void copy_crew_set_claimed_hook(struct copy_crew *c, void (*hook)(size_t first, bool helper));

@@ -1,9 +1,15 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-/* The copy crew: every page lands where it was asked to, whatever the count and crew size. */
+/*
+ * The copy crew: every page lands where it was asked to, whatever the count and crew size;
+ * a staging job does not wait for a helper that stopped on its chunk.
+ */
 #include <check.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "check-main.h"
 #include "page-copy.h"
@@ -114,6 +120,95 @@ START_TEST(test_many_jobs)
 }
 END_TEST
 
+/*
+ * The takeover test: the helper stops on its first chunk until the job has returned, and the
+ * caller waits on its first chunk until the helper holds one (so that one is held each job).
+ */
+static pthread_mutex_t hook_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hook_cond = PTHREAD_COND_INITIALIZER;
+static bool job_returned, helper_held;
+
+static void hold_helper(size_t first, bool helper)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10; /* a job that waits for the helper ends the test instead of hanging */
+	pthread_mutex_lock(&hook_lock);
+	if (helper && !helper_held) {
+		helper_held = true;
+		pthread_cond_broadcast(&hook_cond);
+		while (!job_returned)
+			if (pthread_cond_timedwait(&hook_cond, &hook_lock, &until) != 0)
+				break;
+	} else if (!helper && first == 0) {
+		while (!helper_held)
+			if (pthread_cond_timedwait(&hook_cond, &hook_lock, &until) != 0)
+				break;
+	}
+	pthread_mutex_unlock(&hook_lock);
+}
+
+START_TEST(test_stage_takes_over)
+{
+	/* a helper descheduled on its chunk: the staging job copies that chunk elsewhere, returns */
+	struct copy_crew *c = NULL;
+	size_t n = 4096, took_over = 0;
+	uint8_t *src = aligned_alloc(PM_PAGE_SIZE, n * PM_PAGE_SIZE);
+	uint8_t *dst = aligned_alloc(PM_PAGE_SIZE, n * PM_PAGE_SIZE);
+	struct page_copy_item *items = calloc(n, sizeof(*items));
+	struct page_copy_moved moved[COPY_MOVED_MAX];
+
+	ck_assert_int_eq(copy_crew_new(2, &c), 0);
+	copy_crew_set_claimed_hook(c, hold_helper);
+	for (size_t i = 0; i < n; i++)
+		items[i] = (struct page_copy_item){ .dst = dst + i * PM_PAGE_SIZE,
+						    .src = src + i * PM_PAGE_SIZE };
+	for (uint32_t job = 0; job < 20; job++) {
+		size_t k;
+		bool held;
+
+		fill(src, n, job);
+		memset(dst, 0, n * PM_PAGE_SIZE);
+		pthread_mutex_lock(&hook_lock);
+		job_returned = helper_held = false;
+		pthread_mutex_unlock(&hook_lock);
+
+		k = copy_crew_stage(c, items, n, moved);
+
+		pthread_mutex_lock(&hook_lock);
+		held = helper_held;
+		job_returned = true;
+		pthread_cond_broadcast(&hook_cond);
+		pthread_mutex_unlock(&hook_lock);
+		ck_assert(held);
+		ck_assert_uint_eq(k, 1);
+		for (size_t r = 0; r < k; r++) {
+			ck_assert_uint_eq(moved[r].first % 32, 0);
+			ck_assert_uint_le(moved[r].first + moved[r].n, n);
+			ck_assert_msg(memcmp(moved[r].dst, src + moved[r].first * PM_PAGE_SIZE,
+					     moved[r].n * PM_PAGE_SIZE) == 0, "job %u: moved run", job);
+		}
+		for (size_t i = 0; i < n; i++) {
+			bool elsewhere = false;
+
+			for (size_t r = 0; r < k; r++)
+				elsewhere |= i >= moved[r].first && i < moved[r].first + moved[r].n;
+			if (!elsewhere)
+				ck_assert_msg(memcmp(dst + i * PM_PAGE_SIZE, src + i * PM_PAGE_SIZE,
+						     PM_PAGE_SIZE) == 0, "job %u page %zu", job, i);
+		}
+		took_over += k;
+		copy_crew_quiesce(c); /* the held helper finishes its (now unused) copy */
+	}
+	ck_assert_uint_eq(took_over, 20);
+	copy_crew_free(c);
+	free(items);
+	free(src);
+	free(dst);
+}
+END_TEST
+
 static Suite *page_copy_suite(void)
 {
 	Suite *s = suite_create("page-copy");
@@ -124,6 +219,7 @@ static Suite *page_copy_suite(void)
 	tcase_add_test(tc, test_unaligned_source);
 	tcase_add_test(tc, test_default_crew);
 	tcase_add_test(tc, test_many_jobs);
+	tcase_add_test(tc, test_stage_takes_over);
 	suite_add_tcase(s, tc);
 	return s;
 }

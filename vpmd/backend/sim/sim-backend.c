@@ -111,6 +111,7 @@ static int sim_pause(struct backend_vm *b, uint64_t epoch)
 			return 0; /* the workload ended: nobody runs */
 		if (now_usec(CLOCK_MONOTONIC) > deadline) {
 			__atomic_store_n(&s->shared->pause, 0, __ATOMIC_SEQ_CST);
+			sim_pause_wake(&s->shared->pause);
 			return -ETIMEDOUT;
 		}
 		/* a vCPU parks within one guest operation: microseconds */
@@ -151,7 +152,11 @@ static void sim_sample_accessed(struct backend_vm *b, uint64_t *accessed)
 
 static void sim_resume(struct backend_vm *b)
 {
-	__atomic_store_n(&sim_vm_of(b)->shared->pause, 0, __ATOMIC_SEQ_CST);
+	struct sim_vm *s = sim_vm_of(b);
+
+	__atomic_store_n(&s->shared->pause, 0, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&s->shared->sleepers, __ATOMIC_SEQ_CST))
+		sim_pause_wake(&s->shared->pause);
 }
 
 static int sim_complete(struct backend_vm *b, const struct backend_event *ev, int status)

@@ -11,10 +11,12 @@
  *   vpm-simguest -s SOCKET -n NAME -p PAGES [-c VCPUS] [-w WORKLOAD] [-t THETA] [-W WRITE%]
  *                [-S SEED] [-o OPS | -d SECONDS] [-H HISTORY_DIR] [-l LATENCY]
  *                [-R REATTACH_SECONDS] [-r RATIO] [-m MODE] [-P POLICY] [-i PACE_USEC]
+ *                [-L HALT_POLL_USEC]
  *
  * RATIO, MODE and POLICY are the VM's own settings (what a domain's configuration would say);
  * vpmd's saved settings for the VM override them. PACE_USEC is a think time after each
- * operation, for tests that want bounded histories.
+ * operation, for tests that want bounded histories. HALT_POLL_USEC is how long a vCPU stopped
+ * by a pause polls for its end before it sleeps (default 200, KVM's default halt_poll_ns).
  *
  * SIGTERM or SIGINT ends the workload early, cleanly (history complete, vpmd told).
  * If vpmd goes away the vCPUs go on with their mappings and the guest re-attaches when vpmd
@@ -69,6 +71,7 @@ struct guest {
 	uint64_t reattach_seconds; /* how long to wait for a vpmd that went away */
 	unsigned n_vcpus;
 	uint64_t pace_usec;       /* think time after each operation (tests: bounded histories) */
+	uint64_t halt_poll_usec;  /* a parked vCPU polls this long, then sleeps */
 	double ratio;             /* the settings it asks for; 0 / "" = vpmd's defaults */
 	const char *mode, *policy;
 	struct workload_params wp;
@@ -193,6 +196,15 @@ static uint8_t *frame_of(struct guest *g, uint64_t e)
 	return g->dram + f * PAGE;
 }
 
+#define HALT_POLL_USEC_DEFAULT 200
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
 /* Stopped by a pause: the time counts as the vCPU's (modeled time includes stalls). */
 static void park(struct vcpu *v)
 {
@@ -202,8 +214,16 @@ static void park(struct vcpu *v)
 	if (v->history)
 		fflush(v->history);
 	__atomic_add_fetch(&g->shared->parked, 1, __ATOMIC_SEQ_CST);
-	while (__atomic_load_n(&g->shared->pause, __ATOMIC_ACQUIRE) && !g->failed)
-		nanosleep(&(struct timespec){ .tv_nsec = 20000 }, NULL);
+	/* polled for a short pause; then asleep, not to take CPU time from a long pause's copy */
+	while (__atomic_load_n(&g->shared->pause, __ATOMIC_ACQUIRE) && !g->failed &&
+	       now_usec(CLOCK_MONOTONIC) - t0 < g->halt_poll_usec)
+		cpu_relax();
+	if (__atomic_load_n(&g->shared->pause, __ATOMIC_ACQUIRE) && !g->failed) {
+		__atomic_add_fetch(&g->shared->sleepers, 1, __ATOMIC_SEQ_CST);
+		while (__atomic_load_n(&g->shared->pause, __ATOMIC_SEQ_CST) && !g->failed)
+			sim_pause_wait(&g->shared->pause, 10000000L);
+		__atomic_sub_fetch(&g->shared->sleepers, 1, __ATOMIC_SEQ_CST);
+	}
 	__atomic_sub_fetch(&g->shared->parked, 1, __ATOMIC_SEQ_CST);
 	v->modeled_ns += (now_usec(CLOCK_MONOTONIC) - t0) * NSEC_PER_USEC;
 }
@@ -482,7 +502,8 @@ static void usage(void)
 		"                    [-t THETA] [-W WRITE%%] [-S SEED] [-o OPS | -d SECONDS]\n"
 		"                    [-H HISTORY_DIR] [-l dram_read=N,pm_read=N,...]\n"
 		"                    [-R REATTACH_SECONDS] [-r RATIO] [-m native|epoch|hint]\n"
-		"                    [-P vpm|static|random|lru|oracle] [-i PACE_USEC]\n");
+		"                    [-P vpm|static|random|lru|oracle] [-i PACE_USEC]\n"
+		"                    [-L HALT_POLL_USEC]\n");
 	exit(2);
 }
 
@@ -495,7 +516,8 @@ static void parse_args(struct guest *g, int argc, char **argv)
 	g->lat = LATENCY_MODEL_DEFAULT;
 	g->seed = 1;
 	g->reattach_seconds = 60;
-	while ((c = getopt(argc, argv, "s:n:p:c:w:t:W:S:o:d:H:l:R:r:m:P:i:")) >= 0) {
+	g->halt_poll_usec = HALT_POLL_USEC_DEFAULT;
+	while ((c = getopt(argc, argv, "s:n:p:c:w:t:W:S:o:d:H:l:R:r:m:P:i:L:")) >= 0) {
 		switch (c) {
 		case 's': g->socket_path = optarg; break;
 		case 'n': g->name = optarg; break;
@@ -521,6 +543,7 @@ static void parse_args(struct guest *g, int argc, char **argv)
 		case 'm': g->mode = optarg; break;
 		case 'P': g->policy = optarg; break;
 		case 'i': g->pace_usec = strtoull(optarg, NULL, 0); break;
+		case 'L': g->halt_poll_usec = strtoull(optarg, NULL, 0); break;
 		case 'l':
 			if (latency_model_parse(optarg, &g->lat) < 0)
 				usage();
