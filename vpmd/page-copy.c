@@ -18,9 +18,9 @@
 #define CREW_MAX        16
 #define CHUNK_PAGES     32
 /* below this many pages a wake-up of the crew costs more than it saves */
-#define CREW_MIN_PAGES  1024
+#define CREW_MIN_PAGES  256
 /* below this many pages the copy likely stays in the caches: plain stores are faster */
-#define STREAM_MIN_PAGES 1024
+#define STREAM_MIN_PAGES 256
 /* the least a staging job waits for a helper's chunk before copying it again */
 #define TAKEOVER_GRACE_MIN_USEC 50
 
@@ -297,10 +297,17 @@ static bool wait_done_locked(struct copy_crew *c, size_t n, uint64_t deadline)
  */
 static size_t take_over_chunks(struct copy_crew *c, struct page_copy_moved *moved)
 {
-	size_t chunks = (c->n_items + CHUNK_PAGES - 1) / CHUNK_PAGES, k = 0, helpers = c->n_threads - 1;
+	size_t chunks = (c->n_items + CHUNK_PAGES - 1) / CHUNK_PAGES, k = 0, left = 0;
 	struct page_copy_item redo[CHUNK_PAGES];
 
-	for (size_t ch = 0; ch < chunks && k < helpers; ch++) {
+	for (size_t ch = 0; ch < chunks; ch++)
+		left += !__atomic_load_n(&c->chunk_done[ch], __ATOMIC_ACQUIRE);
+	if (left > c->n_threads - 1) {
+		/* more than the helpers can hold: not a descheduled helper; wait for them */
+		wait_done_locked(c, c->n_items, 0);
+		return 0;
+	}
+	for (size_t ch = 0; ch < chunks && k < left; ch++) {
 		size_t first = ch * CHUNK_PAGES, n = MIN((size_t)CHUNK_PAGES, c->n_items - first);
 		uint8_t *dst = c->spare + k * CHUNK_PAGES * PM_PAGE_SIZE;
 
