@@ -63,6 +63,7 @@ struct vm {
 	uint64_t *dirty, *accessed, *sample;
 	uint8_t *stage;            /* address space for n_pages; stage_ready of them faulted in */
 	uint64_t stage_ready;
+	bool map_failed; /* a remap failed since the flag was cleared (nothing of it changed) */
 	struct page_copy_item *copies; /* what stage_pages() copies where */
 	struct pm_page *pages;
 	uint64_t stage_cap;        /* entries of copies and pages */
@@ -227,8 +228,10 @@ static int flush_maps(struct vm *vm)
 	if (vm->n_batch)
 		r = vm->b->ops->map(vm->b, vm->batch, vm->n_batch);
 	vm->n_batch = 0;
-	if (r < 0)
+	if (r < 0) {
+		vm->map_failed = true;
 		log_error_errno(r, "VM '%s': remapping pages failed: %m", vm->name);
+	}
 	return r;
 }
 
@@ -493,6 +496,15 @@ static void take_victim(struct vm *vm, uint64_t g)
 	vm->cand[vm->n_cand++] = g;
 }
 
+/* The victims stay in DRAM, writable again, and due for the next commit. */
+static void restore_victims(struct vm *vm)
+{
+	for (uint64_t i = 0; i < vm->n_cand; i++)
+		place_dram(vm, vm->cand[i], PT_FORCE);
+	vm->n_cand = 0;
+	(void)flush_maps(vm);
+}
+
 /*
  * With the VM paused: choose want DRAM pages to demote and write-protect them, so their DRAM
  * copy stays what the commit under way makes durable. The coldest first, from the ranking
@@ -502,6 +514,7 @@ static void take_victim(struct vm *vm, uint64_t g)
 static void choose_victims(struct vm *vm, uint64_t want)
 {
 	vm->n_cand = 0;
+	vm->map_failed = false;
 	for (uint64_t i = 0; i < vm->n_rank && vm->n_cand < want; i++) {
 		uint64_t g = vm->rank[i];
 
@@ -513,6 +526,12 @@ static void choose_victims(struct vm *vm, uint64_t want)
 		if (pt_tier(&vm->pt, g) == PT_TIER_DRAM && pt_test(&vm->pt, g, PT_WRITABLE))
 			take_victim(vm, g);
 	(void)flush_maps(vm);
+	if (vm->map_failed) {
+		/* some may still be writable: copied to PM, a later write would be lost */
+		log_warning("VM '%s': %" PRIu64 " pages stay in DRAM this epoch", vm->name,
+			    vm->n_cand);
+		restore_victims(vm);
+	}
 }
 
 static void promote_one(struct vm *vm, uint64_t g, uint64_t flags)
@@ -620,15 +639,6 @@ static int on_sample(sd_event_source *s, uint64_t usec, void *userdata)
 	}
 	return sd_event_source_set_time_relative(s, MAX(vm_epoch_usec(vm) / SAMPLES_PER_EPOCH,
 							 USEC_PER_MSEC));
-}
-
-/* The victims stay in DRAM, writable again, and due for the next commit. */
-static void restore_victims(struct vm *vm)
-{
-	for (uint64_t i = 0; i < vm->n_cand; i++)
-		place_dram(vm, vm->cand[i], PT_FORCE);
-	vm->n_cand = 0;
-	(void)flush_maps(vm);
 }
 
 /*
@@ -757,16 +767,15 @@ static int resolve_fault(struct vm *vm, uint64_t g, bool write)
 		/* a candidate whose demotion failed, or a race with another vCPU's fault */
 		if (write && !pt_test(&vm->pt, g, PT_WRITABLE))
 			place_dram(vm, g, PT_COMMITTED);
-		else if (write) /* a remap that failed: the hypervisor maps it read-only still */
-			queue_map(vm, g, BACKEND_DRAM, g, true);
+		else /* a remap that failed: the hypervisor does not map it as we do */
+			queue_map(vm, g, BACKEND_DRAM, g, pt_test(&vm->pt, g, PT_WRITABLE));
 		return flush_maps(vm);
 	}
 	if (tier == PT_TIER_PM) {
-		if (!write)
-			return 0;
-		if (pt_test(&vm->pt, g, PT_WRITABLE)) {
-			/* as above: the hypervisor did not take the writable mapping */
-			queue_map(vm, g, BACKEND_PM, pt_frame(&vm->pt, g), true);
+		if (!write || pt_test(&vm->pt, g, PT_WRITABLE)) {
+			/* as above */
+			queue_map(vm, g, BACKEND_PM, pt_frame(&vm->pt, g),
+				  pt_test(&vm->pt, g, PT_WRITABLE));
 			return flush_maps(vm);
 		}
 		r = make_dram_room(vm);

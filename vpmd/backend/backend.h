@@ -24,6 +24,7 @@
 #ifndef VPMD_BACKEND_H
 #define VPMD_BACKEND_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -74,6 +75,11 @@ struct backend_ops {
 	 * discarded pages mapped.
 	 */
 	bool maps_all;
+	/*
+	 * On an error, pages of the batch may keep their old mappings (a failed KVM_VPM_MAP
+	 * changes none): the engine then calls off demotions whose write-protection failed, and
+	 * a fault on a page it believes mapped maps it again.
+	 */
 	int (*map)(struct backend_vm *b, const struct backend_map *m, size_t n);
 	/* The current mapping of a gfn (for adopting a running guest after a restart). */
 	void (*lookup)(struct backend_vm *b, uint64_t gfn, struct backend_map *ret);
@@ -88,6 +94,20 @@ struct backend_ops {
 	/* Let the guest go: it keeps running on its mappings when stay_mapped (vpmd stops). */
 	void (*release)(struct backend_vm *b, bool stay_mapped);
 };
+
+/*
+ * What a vCPU is told of a write fault vpmd could not resolve: for now (no DRAM room, a pause
+ * that did not happen, a remap that failed) -EAGAIN, on which it tries again (KVM_RUN returns
+ * EAGAIN, which VMMs such as QEMU take as "enter again"); a bad request stays what it is and
+ * stops the VM.
+ */
+static inline int backend_fault_status(const struct backend_event *ev, int status)
+{
+	if (ev->type == BACKEND_EVENT_FAULT && status < 0 && status != -EFAULT &&
+	    status != -ERANGE && status != -EINVAL)
+		return -EAGAIN;
+	return status;
+}
 
 /* The part of a backend's VM the engine reads. */
 struct backend_vm {

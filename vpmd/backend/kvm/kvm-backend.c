@@ -321,15 +321,7 @@ static int kvm_complete(struct backend_vm *b, const struct backend_event *ev, in
 			k->split_status = status;
 		return 0;
 	}
-	/*
-	 * A write fault vpmd could not resolve for now (no DRAM room, a pause that did not
-	 * happen) makes KVM_RUN return EAGAIN, which VMMs such as QEMU take as "enter again";
-	 * any other error would stop the VM.
-	 */
-	if (ev->type == BACKEND_EVENT_FAULT && status < 0 && status != -EFAULT &&
-	    status != -ERANGE && status != -EINVAL)
-		status = -EAGAIN;
-	return complete_event(k, ev->cookie, status);
+	return complete_event(k, ev->cookie, backend_fault_status(ev, status));
 }
 
 static void kvm_guest_stats(struct backend_vm *b, struct backend_guest_stats *ret)

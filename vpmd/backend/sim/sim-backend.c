@@ -38,7 +38,15 @@ struct sim_vm {
 	size_t ept_size;
 	struct sim_shared *shared;
 	_Atomic uint64_t *ept;
+	uint64_t maps; /* calls of map(), for VPM_SIM_FAIL_MAP_EVERY */
 };
+
+/*
+ * Fault injection, as a simulated EPT can do and KVM's cannot on demand: with
+ * VPM_SIM_FAIL_MAP_EVERY=N in vpmd's environment every Nth remap of a VM fails (EIO) and
+ * changes nothing, as a failed KVM_VPM_MAP does (tests: the engine's recovery from it).
+ */
+static unsigned long fail_map_every;
 
 struct sim_backend {
 	struct engine *en;
@@ -75,11 +83,15 @@ static int sim_map(struct backend_vm *b, const struct backend_map *m, size_t n)
 {
 	struct sim_vm *s = sim_vm_of(b);
 
+	/* all or nothing, as KVM_VPM_MAP: every entry checked before any changes */
+	for (size_t i = 0; i < n; i++)
+		if (m[i].gfn >= b->n_pages)
+			return -ERANGE;
+	if (fail_map_every && ++s->maps % fail_map_every == 0)
+		return -EIO;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t old = atomic_load(&s->ept[m[i].gfn]), new;
 
-		if (m[i].gfn >= b->n_pages)
-			return -ERANGE;
 		do
 			new = ept_entry(&m[i]) | (old & (SIM_EPT_ACCESSED | SIM_EPT_DIRTY));
 		while (!atomic_compare_exchange_weak(&s->ept[m[i].gfn], &old, new));
@@ -167,7 +179,8 @@ static int sim_complete(struct backend_vm *b, const struct backend_event *ev, in
 		[BACKEND_EVENT_DISCARD] = SIM_MSG_DISCARD_DONE,
 	};
 	struct sim_msg m = { .type = done[ev->type], .vcpu = ev->vcpu, .gfn = ev->gfn,
-			     .offset = ev->offset, .len = ev->len, .status = status };
+			     .offset = ev->offset, .len = ev->len,
+			     .status = backend_fault_status(ev, status) };
 	struct sim_vm *s = sim_vm_of(b);
 
 	/* a guest has one request per vCPU in flight: a full socket means it does not read */
@@ -533,6 +546,11 @@ int sim_backend_new(struct engine *en, sd_event *event, const char *sock_path,
 	sb->en = en;
 	sb->event = event;
 	sb->listen_fd = -1;
+	if (getenv("VPM_SIM_FAIL_MAP_EVERY")) {
+		fail_map_every = strtoul(getenv("VPM_SIM_FAIL_MAP_EVERY"), NULL, 10);
+		log_warning("Sim backend: every %lu-th remap fails (VPM_SIM_FAIL_MAP_EVERY)",
+			    fail_map_every);
+	}
 	sb->sock_path = strdup(sock_path);
 	if (!sb->sock_path) {
 		sim_backend_free(sb);

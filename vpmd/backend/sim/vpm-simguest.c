@@ -281,8 +281,10 @@ static int access_page(struct vcpu *v, const struct workload_access *a)
 		if ((e & SIM_EPT_PRESENT) && (!a->write || (e & SIM_EPT_WRITABLE)))
 			break;
 		struct sim_msg m = { .type = SIM_MSG_FAULT, .gfn = a->gfn, .write = a->write };
+		int r = call_vpmd(v, &m);
 
-		if (call_vpmd(v, &m) < 0)
+		/* EAGAIN: not resolved for now, the access is tried again (KVM_RUN's EAGAIN) */
+		if (r < 0 && r != -EAGAIN)
 			return -EPIPE;
 		v->modeled_ns += g->lat.fault_ns;
 	}
