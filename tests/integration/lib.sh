@@ -23,12 +23,17 @@ fail() {
 
 FAKE_PIDS=() # stand-in vpmds (start_fake_vpmd) and other helpers to kill at the end
 
-cleanup() {
+# stop_pids PID...: SIGTERM to each, and wait for it
+stop_pids() {
 	local pid
-	for pid in "${FAKE_PIDS[@]}"; do
+	for pid in "$@"; do
 		kill "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 	done
+}
+
+cleanup() {
+	stop_pids "${FAKE_PIDS[@]}"
 	if [ -n "$VPMD_PID" ] && kill -0 "$VPMD_PID" 2>/dev/null; then
 		kill -TERM "$VPMD_PID" 2>/dev/null || true
 		wait "$VPMD_PID" 2>/dev/null || true
@@ -120,4 +125,55 @@ start_fake_vpmd() {
 		sleep 0.1
 	done
 	fail "the stand-in vpmd did not start"
+}
+
+# ---- simulated guests ----------------------------------------------------------------------
+
+# sim_test_env NAME: SIMGUEST, SIMCHECK, SIMSOCK and POOL (a pool file in /dev/shm, removed at
+# exit) for a test of simulated guests; the guests in guests[] are stopped at exit.
+sim_test_env() {
+	SIMGUEST="$VPM_BUILD/vpmd/backend/sim/vpm-simguest"
+	SIMCHECK="$VPM_BUILD/tests/vpm-simcheck"
+	SIMSOCK="$T/state/sim.sock"
+	local base=/dev/shm
+	[ -w "$base" ] || base=$T
+	POOL="$base/vpm-$1-test.$$.pool"
+	guests=()
+	trap 'stop_guests; cleanup; rm -f "$POOL"' EXIT
+}
+
+# stop_guests: SIGTERM to every guest in guests[] (each commits and leaves); waits for them.
+stop_guests() {
+	stop_pids "${guests[@]}"
+	guests=()
+}
+
+# finish_guests: as stop_guests, but each guest must exit 0 and vpmd then serves no VM.
+finish_guests() {
+	local p
+	kill -TERM "${guests[@]}"
+	for p in "${guests[@]}"; do
+		wait "$p" || fail "a guest failed: $(cat "$T"/*.out 2>/dev/null)"
+	done
+	guests=()
+	wait_vms 0
+}
+
+# wait_vms N: until vpmd serves N VMs, at most 10 s
+wait_vms() {
+	for _ in $(seq 100); do
+		"$VPMCTL" -s "$SOCK" -j list >"$T/vms.json" 2>/dev/null &&
+			jq -e ".vms | length == $1" "$T/vms.json" >/dev/null && return 0
+		sleep 0.1
+	done
+	fail "vpmd does not serve $1 VMs: $(cat "$T/vms.json")"
+}
+
+# check_final NAME:SEED...: every write of each guest (its history in $T/hist) is on its device
+check_final() {
+	local vm
+	for vm in "$@"; do
+		"$SIMCHECK" "$POOL" "${vm%%:*}" "$T/hist" "${vm#*:}" final >"$T/check.out" 2>&1 ||
+			fail "${vm%%:*}: $(cat "$T/check.out")"
+	done
 }

@@ -5,19 +5,7 @@
 # target, --watch frames, and bad requests refused with clear messages and status 1, whether
 # vpmctl, libvpm or vpmd catches them. (Who may read and change is test-access.sh's part.)
 . "$(dirname "$0")/lib.sh"
-SIMGUEST="$VPM_BUILD/vpmd/backend/sim/vpm-simguest"
-base=/dev/shm
-[ -w "$base" ] || base=$T
-POOL="$base/vpm-engine-cli-test.$$.pool"
-guests=()
-stop_guests() {
-	for p in "${guests[@]}"; do
-		kill "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	guests=()
-}
-trap 'stop_guests; cleanup; rm -f "$POOL"' EXIT
+sim_test_env engine-cli
 
 # a migration rate of 1 MiB/s makes a 16 MiB VM take seconds to converge
 write_config "epoch_interval = 20ms" "migration_rate = 1M"
@@ -25,7 +13,6 @@ sed -i "s|^path = .*|path = $POOL|; s|^size = 16M|size = 128M|" "$CONF"
 # a 64 MiB log: one epoch may commit 32 MiB, more than any VM here holds in DRAM
 expect_rc 0 "$VPMD" --config "$CONF" --init-pool test --log-size 64M
 start_vpmd
-SIMSOCK="$T/state/sim.sock"
 
 # guest NAME PAGES SECONDS [more vpm-simguest options]
 guest() {
@@ -34,16 +21,6 @@ guest() {
 	"$SIMGUEST" -s "$SIMSOCK" -n "$name" -p "$pages" -c 2 -w zipf-kv -d "$secs" -S 7 "$@" \
 		>"$T/$name.out" 2>&1 &
 	guests+=($!)
-}
-
-# wait_vms N: until vpmd serves N VMs, at most 10 s
-wait_vms() {
-	for _ in $(seq 100); do
-		"$VPMCTL" -s "$SOCK" -j list >"$T/vms.json" 2>/dev/null &&
-			jq -e ".vms | length == $1" "$T/vms.json" >/dev/null && return 0
-		sleep 0.1
-	done
-	fail "vpmd does not serve $1 VMs: $(cat "$T/vms.json")"
 }
 
 # vm_field NAME JQ: a field of one VM in 'vpmctl -j list'

@@ -6,20 +6,13 @@
 # and changes nothing then; bad requests get clear errors; settings survive a vpmd restart
 # while the guest runs on and re-attaches.
 . "$(dirname "$0")/lib.sh"
-SIMGUEST="$VPM_BUILD/vpmd/backend/sim/vpm-simguest"
-SIMCHECK="$VPM_BUILD/tests/vpm-simcheck"
-base=/dev/shm
-[ -w "$base" ] || base=$T
-POOL="$base/vpm-engine-test.$$.pool"
-guests=()
-trap 'for g in "${guests[@]}"; do kill -9 "$g" 2>/dev/null; done; cleanup; rm -f "$POOL"' EXIT
+sim_test_env engine
 
 # DRAM budget 11M = 2816 pages; a 32M log lets one epoch commit about 4000 pages
 write_config "epoch_interval = 20ms" "dram_budget = 11M"
 sed -i "s|^path = .*|path = $POOL|; s|^size = 16M|size = 64M|" "$CONF"
 expect_rc 0 "$VPMD" --config "$CONF" --init-pool test --log-size 32M
 start_vpmd
-SIMSOCK="$T/state/sim.sock"
 mkdir "$T/hist"
 ctl() { "$VPMCTL" -s "$SOCK" "$@"; }
 show() { ctl -j show "$1" | jq -r ".vm.$2"; }
@@ -134,18 +127,7 @@ jq_check '.vm.ratio == 3 and .vm.policy == "oracle" and .vm.priority == 90' "$T/
 grep -q "VM 'a' re-attached" "$T/vpmd.log" || fail "a did not re-attach"
 
 # ---- the guests finish: every write they made is on their devices ----
-kill -TERM "${guests[@]}"
-for g in "${guests[@]}"; do
-	wait "$g" || fail "a guest failed: $(cat "$T"/a.out "$T"/b.out)"
-done
-guests=()
-for _ in $(seq 100); do
-	[ "$(ctl -j list | jq '.vms | length')" = 0 ] && break
-	sleep 0.1
-done
+finish_guests
 stop_vpmd
-for vm in a:3 b:4; do
-	"$SIMCHECK" "$POOL" "${vm%%:*}" "$T/hist" "${vm#*:}" final >"$T/check.out" 2>&1 ||
-		fail "${vm%%:*}: $(cat "$T/check.out")"
-done
+check_final a:3 b:4
 echo "test-engine: ok"

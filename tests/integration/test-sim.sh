@@ -6,18 +6,12 @@
 # while a guest's commits stream, several times: each time the recovered device equals the
 # guest's image after some prefix of its writes.
 . "$(dirname "$0")/lib.sh"
-SIMGUEST="$VPM_BUILD/vpmd/backend/sim/vpm-simguest"
-SIMCHECK="$VPM_BUILD/tests/vpm-simcheck"
-base=/dev/shm
-[ -w "$base" ] || base=$T
-POOL="$base/vpm-sim-test.$$.pool"
-trap 'cleanup; rm -f "$POOL"' EXIT
+sim_test_env sim
 
 write_config "epoch_interval = 20ms"
 sed -i "s|^path = .*|path = $POOL|; s|^size = 16M|size = 64M|" "$CONF"
 expect_rc 0 "$VPMD" --config "$CONF" --init-pool test
 start_vpmd
-SIMSOCK="$T/state/sim.sock"
 mkdir "$T/hist"
 
 vms() {
@@ -43,10 +37,7 @@ done
 vms >"$T/vms.json"
 jq_check '.vms == []' "$T/vms.json"
 stop_vpmd
-for vm in kv1 log1 bt1; do
-	"$SIMCHECK" "$POOL" "$vm" "$T/hist" 7 final >"$T/check.out" 2>&1 ||
-		fail "$vm: $(cat "$T/check.out")"
-done
+check_final kv1:7 log1:7 bt1:7
 
 # a guest back at once (its last commits not yet checkpointed) reads what it wrote before
 start_vpmd
