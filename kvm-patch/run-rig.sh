@@ -35,9 +35,10 @@
 #                  recreated each run, plus a 128 KiB label area) and put the NVDIMM
 #                  modules, ndctl and daxctl into the initramfs; /init makes it a devdax
 #                  namespace with 4 KiB alignment and prints "RIG: devdax=/dev/daxX.Y ..."
-#   --script FILE  run FILE in the VM after the tests, as "sh /vm-test.sh": exit 0 prints
-#                  "VM-TEST: PASS", 77 "VM-TEST: SKIP", anything else "VM-TEST: FAIL (exit
-#                  N)" and fails the run
+#   --script FILE  run FILE in the VM after the tests, as "sh /vm-test.sh" (beside it
+#                  /rig-vpmd.sh, tests/rig-vpmd.sh, the vpmd helpers it may source): exit 0
+#                  prints "VM-TEST: PASS", 77 "VM-TEST: SKIP", anything else "VM-TEST: FAIL
+#                  (exit N)" and fails the run
 #   --require-vm-test  fail when the script skipped too
 #
 # Programs (vpmd, vpmctl, --extra, ndctl, daxctl) go to /usr/bin, stripped, with the shared
@@ -403,7 +404,11 @@ build_initrd() {
 		cp -a "$STAGE/." "$root/"
 		rm -rf "$STAGE"
 	fi
-	[ -z "$SCRIPT" ] || cp "$SCRIPT" "$root/vm-test.sh"
+	if [ -n "$SCRIPT" ]; then
+		cp "$SCRIPT" "$root/vm-test.sh"
+		# the VM scripts' shared vpmd helpers, sourced from the script's directory
+		cp "$HERE/tests/rig-vpmd.sh" "$root/rig-vpmd.sh"
+	fi
 	if [ ${#PROGRAMS[@]} -gt 0 ] || [ -n "$SCRIPT" ]; then
 		# What programs expect of a system: root and the group vpmd's socket
 		# defaults to (systemd/vpmd.sysusers), /tmp and /run.

@@ -22,7 +22,6 @@ CONF=$W/vpmd.conf
 GPA=0x10000000
 SIZES=${SIZES:-2 8 32}
 MEASURE=${MEASURE:-10}
-VPMD_PID=
 VMM_PID=
 
 say() { echo "VM-PAUSE: $*"; }
@@ -35,53 +34,13 @@ fail() {
 	exit 1
 }
 
-ctl() { vpmctl -s "$SOCK" "$@"; }
-
-start_vpmd() {
-	vpmd --foreground --config "$CONF" >>"$W/vpmd.log" 2>&1 &
-	VPMD_PID=$!
-	i=0
-	until ctl status >/dev/null 2>&1; do
-		i=$((i + 1))
-		[ $i -lt 300 ] || fail "vpmd did not answer within 30 s"
-		sleep 0.1
-	done
-}
-
-stop_vpmd() {
-	kill -TERM "$VPMD_PID"
-	wait "$VPMD_PID" || true
-	VPMD_PID=
-}
-
-write_config() {
-	cat >"$CONF" <<EOF
-[daemon]
-socket = $SOCK
-state_dir = $W/state
-runtime_dir = /run/vpmd
-backend = kvm
-libvirt_uri =
-dram_budget = 512M
-epoch_interval = 100ms
-EOF
-	[ -z "${1:-}" ] || printf '\n[pool pm0]\npath = %s\n' "$1" >>"$CONF"
-}
+. "$(dirname "$0")/rig-vpmd.sh"
 
 # flat FILE: the JSON of FILE on one line without blanks
 flat() { tr -d ' \n' <"$1"; }
 
-rm -rf "$W" /run/vpmd
-mkdir -p "$W/state"
-write_config
-start_vpmd
-ctl -j pools >"$W/pools.json"
-stop_vpmd
-DAX=$(sed -n 's/.*"chardev": *"\(dax[0-9.]*\)".*/\1/p' "$W/pools.json" | head -n 1)
+rig_pool 96M "dram_budget = 512M" "epoch_interval = 100ms"
 [ -n "$DAX" ] || fail "no devdax namespace"
-write_config "/dev/$DAX"
-vpmd --config "$CONF" --init-pool pm0 --force --log-size 96M >"$W/init.log" 2>&1 ||
-	fail "vpmd --init-pool: $(cat "$W/init.log")"
 
 bw=$(bench-memcpy -m 64 -r 5 -j | sed -n 's/.*"median_mib_per_sec": *\([0-9]*\).*/\1/p')
 [ -n "$bw" ] || fail "bench-memcpy gave no bandwidth"

@@ -21,7 +21,7 @@
 #      and the VMM's exit the image is the guest's final state
 #
 # Prints "VM-LEVEL: ..." lines; exit 0 pass, 1 fail, 77 skip (no devdax, no VPM in KVM).
-# Programs come from PATH: vpmd, vpmctl, vpm-vmm, vpm-seqcheck.
+# Programs come from PATH: vpmd, vpmctl, vpm-vmm, vpm-seqcheck; helpers from rig-vpmd.sh.
 
 set -eu
 
@@ -31,7 +31,6 @@ CONF=$W/vpmd.conf
 GPA=0x10000000
 SIZE=8M
 WPP=16
-VPMD_PID=
 VMM_PID=
 
 say() { echo "VM-LEVEL: $*"; }
@@ -50,45 +49,11 @@ skip() {
 	exit 77
 }
 
-ctl() { vpmctl -s "$SOCK" "$@"; }
+. "$(dirname "$0")/rig-vpmd.sh"
 
 # json_num KEY FILE: the first number after "KEY": in FILE (vpmctl -j output)
 json_num() {
 	sed -n "s/.*\"$1\": *\([0-9][0-9]*\).*/\1/p" "$2" | head -n 1
-}
-
-start_vpmd() {
-	vpmd --foreground --config "$CONF" >>"$W/vpmd.log" 2>&1 &
-	VPMD_PID=$!
-	i=0
-	while ! ctl status >/dev/null 2>&1; do
-		kill -0 "$VPMD_PID" 2>/dev/null || fail "vpmd exited during start-up"
-		i=$((i + 1))
-		[ $i -lt 300 ] || fail "vpmd did not answer within 30 s"
-		sleep 0.1
-	done
-}
-
-stop_vpmd() {
-	kill -TERM "$VPMD_PID"
-	wait "$VPMD_PID" || fail "vpmd exited with $? on SIGTERM"
-	VPMD_PID=
-}
-
-write_config() {
-	cat >"$CONF" <<EOF
-[daemon]
-socket = $SOCK
-state_dir = $W/state
-runtime_dir = /run/vpmd
-backend = kvm
-libvirt_uri =
-dram_budget = 64M
-epoch_interval = 200ms
-migration_rate = 64M
-log_level = debug
-EOF
-	[ -z "${1:-}" ] || printf '\n[pool pm0]\npath = %s\n' "$1" >>"$CONF"
 }
 
 # vm_show: 'vpmctl -j show vm1' into $W/show.json
@@ -164,20 +129,11 @@ start_vmm() {
 	done
 }
 
-rm -rf "$W" /run/vpmd
-mkdir -p "$W/state"
-
 # 1. the pool: the devdax namespace libndctl reports
-write_config
-start_vpmd
-ctl -j pools >"$W/pools.json" || fail "vpmctl pools failed"
-stop_vpmd
-DAX=$(sed -n 's/.*"chardev": *"\(dax[0-9.]*\)".*/\1/p' "$W/pools.json" | head -n 1)
+rig_pool 32M "dram_budget = 64M" "epoch_interval = 200ms" "migration_rate = 64M" \
+	"log_level = debug"
 [ -n "$DAX" ] || skip "libndctl reports no devdax namespace: $(cat "$W/pools.json")"
 say "pool: /dev/$DAX (libndctl)"
-write_config "/dev/$DAX"
-vpmd --config "$CONF" --init-pool pm0 --force --log-size 32M >"$W/init.log" 2>&1 ||
-	fail "vpmd --init-pool: $(cat "$W/init.log")"
 start_vpmd
 ctl -j pools >"$W/pools.json"
 grep -q '"kind": *"devdax"' "$W/pools.json" || fail "pool pm0 is not devdax: $(cat "$W/pools.json")"
