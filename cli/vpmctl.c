@@ -598,6 +598,7 @@ static void print_vm(const struct vpm_vm *vm)
 	KV("hints", "%" PRIu64 " persist, %" PRIu64 " discard", vpm_vm_get_hints_persist(vm),
 	   vpm_vm_get_hints_discard(vm));
 	KV("page table", "%s", format_bytes(b1, sizeof(b1), vpm_vm_get_page_table_bytes(vm)));
+	KV("staging", "%s", format_bytes(b1, sizeof(b1), vpm_vm_get_stage_bytes(vm)));
 	if (pool)
 		KV("device", "#%d in pool '%s', image %s", vpm_vm_get_device_index(vm), pool,
 		   image ? image : "-");

@@ -276,6 +276,7 @@ VM_U64(dram_share, "dram_share", NULL, NULL)
 VM_U64(migrating_pages, "migrating_pages", NULL, NULL)
 VM_U64(dirty_pages, "dirty_pages", NULL, NULL)
 VM_U64(page_table_bytes, "page_table_bytes", NULL, NULL)
+VM_U64(stage_bytes, "stage_bytes", NULL, NULL)
 VM_U64(epoch_interval_usec, "epoch_interval_usec", NULL, NULL)
 
 /* statistics only */

@@ -1237,6 +1237,7 @@ static int vm_summary_json(struct vm *vm, struct json_object *o)
 	r |= json_add(o, "pause_usec_max", json_object_new_uint64(vm->pause.max));
 	r |= json_add(o, "ops", json_object_new_uint64(gs.ops));
 	r |= json_add(o, "page_table_bytes", json_object_new_uint64(pt_bytes(&vm->pt)));
+	r |= json_add(o, "stage_bytes", json_object_new_uint64(vm->stage_ready * PM_PAGE_SIZE));
 	return r ? -ENOMEM : 0;
 }
 

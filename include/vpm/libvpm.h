@@ -232,6 +232,8 @@ uint64_t vpm_vm_get_promotions(const struct vpm_vm *vm);
 uint64_t vpm_vm_get_demotions(const struct vpm_vm *vm);
 uint64_t vpm_vm_get_pause_usec_max(const struct vpm_vm *vm);
 uint64_t vpm_vm_get_page_table_bytes(const struct vpm_vm *vm);
+/* DRAM of the VM's staging buffer (faulted in as its DRAM pages grew; not in dram_budget). */
+uint64_t vpm_vm_get_stage_bytes(const struct vpm_vm *vm);
 
 /*
  * Statistics: only VMs from vpm_vm_show() and vpm_stats_get() carry them (has_stats is true);

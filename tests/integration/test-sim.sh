@@ -31,6 +31,9 @@ expect_rc 0 "$VPMCTL" -s "$SOCK" list
 expect_grep "^kv1 *epoch *256 *2 " "$T/stdout"
 jq_check '[.vms[].epochs] | min > 3' "$T/vms.json"
 jq_check '[.vms[].page_table_bytes] | all(. == 256 * 8)' "$T/vms.json"
+# staging room follows the DRAM pages (faulted in outside pauses), never beyond the VM
+jq_check '[.vms[] | .stage_bytes >= .dram_pages * 4096 and .stage_bytes <= 256 * 4096] | all' \
+	"$T/vms.json"
 for p in "${pids[@]}"; do
 	wait "$p" || fail "a guest failed: $(cat "$T"/*.out)"
 done

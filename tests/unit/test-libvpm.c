@@ -118,7 +118,8 @@ static struct vpm_ctx *ctx_for(const char *path)
 	"\"pm_pages\": 120, \"image_pages\": 36, \"pm_target\": 103, \"dram_share\": 153, "      \
 	"\"converged\": false, \"migrating_pages\": 17, \"epoch\": 900, \"epochs\": 800, "       \
 	"\"dirty_pages\": 5000, \"faults\": 300, \"promotions\": 40, \"demotions\": 60, "        \
-	"\"pause_usec_max\": 2500, \"ops\": 123456, \"page_table_bytes\": 2048"
+	"\"pause_usec_max\": 2500, \"ops\": 123456, \"page_table_bytes\": 2048, "        \
+	"\"stage_bytes\": 8192"
 
 #define STATS                                                                                      \
 	"{\"pages\": {\"dram\": 101, \"pm\": 119, \"image\": 36}, \"epochs\": 801, "             \
@@ -351,6 +352,7 @@ START_TEST(test_vm_list_summary)
 	ck_assert_uint_eq(vpm_vm_get_pause_usec_max(vm), 2500);
 	ck_assert_uint_eq(vpm_vm_get_ops(vm), 123456);
 	ck_assert_uint_eq(vpm_vm_get_page_table_bytes(vm), 2048);
+	ck_assert_uint_eq(vpm_vm_get_stage_bytes(vm), 8192);
 	/* a summary has no statistics and no device */
 	ck_assert(!vpm_vm_has_stats(vm));
 	ck_assert_uint_eq(vpm_vm_get_pause_usec_p50(vm), 0);
