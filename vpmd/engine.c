@@ -63,7 +63,9 @@ struct vm {
 	uint64_t *dirty, *accessed, *sample;
 	uint8_t *stage;            /* address space for n_pages; stage_ready of them faulted in */
 	uint64_t stage_ready;
-	bool map_failed; /* a remap failed since the flag was cleared (nothing of it changed) */
+	bool map_failed;  /* a remap failed since the flag was cleared (nothing of it changed) */
+	bool maps_unsure; /* a remap failed: the hypervisor's mappings may not be the table's */
+	uint64_t stage_rw; /* pages of the stage's reservation made writable */
 	struct page_copy_item *copies; /* what stage_pages() copies where */
 	struct pm_page *pages;
 	uint64_t stage_cap;        /* entries of copies and pages */
@@ -229,7 +231,7 @@ static int flush_maps(struct vm *vm)
 		r = vm->b->ops->map(vm->b, vm->batch, vm->n_batch);
 	vm->n_batch = 0;
 	if (r < 0) {
-		vm->map_failed = true;
+		vm->map_failed = vm->maps_unsure = true;
 		log_error_errno(r, "VM '%s': remapping pages failed: %m", vm->name);
 	}
 	return r;
@@ -268,9 +270,47 @@ static void place_pm(struct vm *vm, uint64_t g, uint64_t f)
 	queue_map(vm, g, BACKEND_PM, f, w);
 }
 
+/*
+ * After a remap failed, the hypervisor may map pages otherwise than the table says: a page
+ * the table has on PM may still be read from its DRAM page, one promoted may still be read
+ * from its old PM frame. With the vCPUs paused, before anything they may still read is freed
+ * (a demoted page's DRAM, a frame a commit supersedes), every page is mapped again as the
+ * table says. Returns -EIO when that fails too (the caller then frees nothing).
+ */
+static int resync_maps(struct vm *vm)
+{
+	if (!vm->maps_unsure)
+		return 0;
+	vm->map_failed = false;
+	for (uint64_t g = 0; g < vm->n_pages; g++) {
+		bool w = pt_test(&vm->pt, g, PT_WRITABLE);
+
+		switch (pt_tier(&vm->pt, g)) {
+		case PT_TIER_DRAM:
+			queue_map(vm, g, BACKEND_DRAM, g, w);
+			break;
+		case PT_TIER_PM:
+			queue_map(vm, g, BACKEND_PM, pt_frame(&vm->pt, g), w);
+			break;
+		default:
+			if (!vm->b->ops->maps_all)
+				queue_map(vm, g, BACKEND_UNMAPPED, 0, false);
+		}
+	}
+	(void)flush_maps(vm);
+	if (vm->map_failed)
+		return log_warning_errno(EIO, "VM '%s': its pages could not be mapped again; "
+					      "what they may still read is kept", vm->name);
+	vm->maps_unsure = false;
+	log_info("VM '%s': every page mapped again after a failed remap", vm->name);
+	return 0;
+}
+
 /* Drop the memory of DRAM pages demoted since the last pause (no vCPU can still use it). */
 static void punch_demoted(struct vm *vm)
 {
+	if (vm->maps_unsure)
+		return; /* one may still be mapped: kept for a pause after the mappings are right */
 	for (uint64_t i = 0; i < vm->n_punch; i++) {
 		uint64_t g = vm->punch[i];
 
@@ -317,9 +357,10 @@ static uint64_t take_tokens(struct vm *vm, uint64_t want)
 
 /*
  * Room to stage n pages. The buffer is address space for every page of the VM, reserved at
- * the first call; its memory is faulted in as the VM's DRAM pages grow (place_dram(), in the
- * fault path), so that a pause copies at memory speed instead of taking page faults. What
- * it holds is not kept from one commit to the next.
+ * the first call and made writable as needed (the memory is charged then, and may be
+ * refused); its memory is faulted in as the VM's DRAM pages grow (place_dram(), in the fault
+ * path), so that a pause copies at memory speed instead of taking page faults. What it holds
+ * is not kept from one commit to the next.
  */
 static int ensure_stage(struct vm *vm, uint64_t n)
 {
@@ -328,12 +369,21 @@ static int ensure_stage(struct vm *vm, uint64_t n)
 
 	n = MIN(n, vm->n_pages);
 	if (!vm->stage) {
-		void *s = mmap(NULL, vm->n_pages * PM_PAGE_SIZE, PROT_READ | PROT_WRITE,
+		/* inaccessible: no commit charge until a part is made writable (strict overcommit) */
+		void *s = mmap(NULL, vm->n_pages * PM_PAGE_SIZE, PROT_NONE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
 		if (s == MAP_FAILED)
 			return -ENOMEM;
 		vm->stage = s;
+	}
+	if (n > vm->stage_rw) {
+		uint64_t rw = MIN(vm->n_pages, MAX(n, vm->stage_rw * 2));
+
+		if (mprotect(vm->stage + vm->stage_rw * PM_PAGE_SIZE,
+			     (rw - vm->stage_rw) * PM_PAGE_SIZE, PROT_READ | PROT_WRITE) < 0)
+			return -ENOMEM;
+		vm->stage_rw = rw;
 	}
 	if (n > vm->stage_cap) {
 		uint64_t cap = MIN(vm->n_pages, MAX(n, vm->stage_cap * 2));
@@ -379,6 +429,8 @@ static int64_t stage_pages(struct vm *vm, bool all)
 	uint64_t n = 0;
 	size_t moved;
 
+	/* a copy thread late for the last pause may still read copies[] */
+	copy_crew_quiesce(vm->en->crew);
 	if (ensure_stage(vm, dram_pages(vm)) < 0) {
 		for (uint64_t g = 0; g < vm->n_pages; g++)
 			if (to_commit(vm, g, all))
@@ -658,6 +710,12 @@ static int epoch_boundary(struct vm *vm, bool early)
 	if (r < 0)
 		return log_warning_errno(r, "VM '%s': vCPUs did not stop for epoch %" PRIu64 ": %m",
 					 vm->name, vm->epoch + 1);
+	r = resync_maps(vm);
+	if (r < 0) {
+		/* no commit may supersede a frame a vCPU may still read: the next boundary */
+		ops->resume(vm->b);
+		return r;
+	}
 	harvest_paused(vm);
 	punch_demoted(vm);
 	dram = dram_pages(vm);
@@ -908,6 +966,11 @@ static int switch_mode(struct vm *vm, enum vm_mode mode)
 	r = ops->pause(vm->b, vm->epoch + 1);
 	if (r < 0)
 		return r;
+	r = resync_maps(vm);
+	if (r < 0) {
+		ops->resume(vm->b);
+		return r;
+	}
 	harvest_paused(vm);
 	punch_demoted(vm);
 	n = stage_pages(vm, true);

@@ -330,6 +330,8 @@ static size_t run_job(struct copy_crew *c, const struct page_copy_item *items, s
 	size_t mine, k = 0;
 
 	if (c->n_threads == 1 || n < CREW_MIN_PAGES) {
+		/* a helper late for the last job may still write where this one copies */
+		copy_crew_quiesce(c);
 		copy_range(items, n, stream);
 		return 0;
 	}

@@ -6,8 +6,9 @@
 # pages in order, with random victims) run while their ratios swing, so that pages move at
 # every boundary. The guests must run to their end (a fault that could not be resolved is
 # tried again, and a fault on a page whose remap failed remaps it), vpmd must call off the
-# demotions whose write-protection failed, and at the end every write of each guest must be
-# on its device. (Demoting pages the guest can still write loses a write only when one lands
+# demotions whose write-protection failed and map every page again at a boundary before it
+# frees or supersedes anything a vCPU may still read, and at the end every write of each
+# guest must be on its device. (Demoting pages the guest can still write loses a write only when one lands
 # between the copy to PM and the remap: without that care this test caught it in about one
 # run of four.)
 . "$(dirname "$0")/lib.sh"
@@ -38,6 +39,8 @@ done
 grep -q "remapping pages failed" "$T/vpmd.log" || fail "no remap failed: the injection did not run"
 grep -q "pages stay in DRAM this epoch" "$T/vpmd.log" ||
 	fail "no demotion was called off after a failed write-protect"
+grep -q "every page mapped again after a failed remap" "$T/vpmd.log" ||
+	fail "the mappings were never made right again after a failed remap"
 
 finish_guests
 stop_vpmd

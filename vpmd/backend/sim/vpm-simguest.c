@@ -286,6 +286,8 @@ static int access_page(struct vcpu *v, const struct workload_access *a)
 		/* EAGAIN: not resolved for now, the access is tried again (KVM_RUN's EAGAIN) */
 		if (r < 0 && r != -EAGAIN)
 			return -EPIPE;
+		if (r == -EAGAIN)
+			nanosleep(&(struct timespec){ .tv_nsec = 50000 }, NULL);
 		v->modeled_ns += g->lat.fault_ns;
 	}
 	p = frame_of(g, e);
