@@ -209,6 +209,61 @@ START_TEST(test_stage_takes_over)
 }
 END_TEST
 
+static bool released;
+
+static void *release_helper(void *arg)
+{
+	(void)arg;
+	nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
+	pthread_mutex_lock(&hook_lock);
+	released = job_returned = true;
+	pthread_cond_broadcast(&hook_cond);
+	pthread_mutex_unlock(&hook_lock);
+	return NULL;
+}
+
+START_TEST(test_next_job_waits_for_late_helper)
+{
+	/*
+	 * After a takeover the held helper still writes its chunk's destinations: the next job,
+	 * however small (copied without the crew), must not write the same memory before it is
+	 * done, or a commit could read what the late helper writes after it.
+	 */
+	struct copy_crew *c = NULL;
+	size_t n = 4096;
+	uint8_t *src = aligned_alloc(PM_PAGE_SIZE, n * PM_PAGE_SIZE);
+	uint8_t *dst = aligned_alloc(PM_PAGE_SIZE, n * PM_PAGE_SIZE);
+	struct page_copy_item *items = calloc(n, sizeof(*items));
+	struct page_copy_moved moved[COPY_MOVED_MAX];
+	pthread_t releaser;
+	bool was_released;
+
+	ck_assert_int_eq(copy_crew_new(2, &c), 0);
+	copy_crew_set_claimed_hook(c, hold_helper);
+	for (size_t i = 0; i < n; i++)
+		items[i] = (struct page_copy_item){ .dst = dst + i * PM_PAGE_SIZE,
+						    .src = src + i * PM_PAGE_SIZE };
+	fill(src, n, 1);
+	job_returned = helper_held = released = false;
+	ck_assert_uint_eq(copy_crew_stage(c, items, n, moved), 1);
+	ck_assert(helper_held);
+	ck_assert_int_eq(pthread_create(&releaser, NULL, release_helper, NULL), 0);
+
+	copy_crew_pages(c, items + moved[0].first, 8, 0);
+
+	pthread_mutex_lock(&hook_lock);
+	was_released = released;
+	pthread_mutex_unlock(&hook_lock);
+	ck_assert_msg(was_released, "a small job ran while a helper still copied for the last one");
+	pthread_join(releaser, NULL);
+	ck_assert(memcmp(dst, src, n * PM_PAGE_SIZE) == 0);
+	copy_crew_free(c);
+	free(items);
+	free(src);
+	free(dst);
+}
+END_TEST
+
 static Suite *page_copy_suite(void)
 {
 	Suite *s = suite_create("page-copy");
@@ -220,6 +275,7 @@ static Suite *page_copy_suite(void)
 	tcase_add_test(tc, test_default_crew);
 	tcase_add_test(tc, test_many_jobs);
 	tcase_add_test(tc, test_stage_takes_over);
+	tcase_add_test(tc, test_next_job_waits_for_late_helper);
 	suite_add_tcase(s, tc);
 	return s;
 }
