@@ -7,8 +7,9 @@
 # every boundary. The guests must run to their end (a fault that could not be resolved is
 # tried again, and a fault on a page whose remap failed remaps it), vpmd must call off the
 # demotions whose write-protection failed and map every page again at a boundary before it
-# frees or supersedes anything a vCPU may still read, and at the end every write of each
-# guest must be on its device. (Demoting pages the guest can still write loses a write only when one lands
+# frees or supersedes anything a vCPU may still read; every read of the guests sees what they
+# wrote there last (vpm-simguest -V), and at the end every write of each guest must be on its
+# device. (Demoting pages the guest can still write loses a write only when one lands
 # between the copy to PM and the remap: without that care this test caught it in about one
 # run of four.)
 . "$(dirname "$0")/lib.sh"
@@ -22,10 +23,10 @@ mkdir "$T/hist"
 ctl() { "$VPMCTL" -s "$SOCK" "$@"; }
 
 # a: zipfian updates (a hot set that moves between tiers); b: B-tree updates
-"$SIMGUEST" -s "$SIMSOCK" -n a -p 512 -c 2 -w btree -r 2 -d 60 -S 5 -H "$T/hist" \
+"$SIMGUEST" -s "$SIMSOCK" -n a -p 512 -c 2 -w btree -r 2 -d 60 -S 5 -V -H "$T/hist" \
 	>"$T/a.out" 2>&1 &
 guests+=($!)
-"$SIMGUEST" -s "$SIMSOCK" -n b -p 512 -c 2 -w fill -r 4 -P random -d 60 -S 6 -H "$T/hist" \
+"$SIMGUEST" -s "$SIMSOCK" -n b -p 512 -c 2 -w fill -r 4 -P random -d 60 -S 6 -V -H "$T/hist" \
 	>"$T/b.out" 2>&1 &
 guests+=($!)
 wait_vms 2

@@ -11,12 +11,13 @@
  *   vpm-simguest -s SOCKET -n NAME -p PAGES [-c VCPUS] [-w WORKLOAD] [-t THETA] [-W WRITE%]
  *                [-S SEED] [-o OPS | -d SECONDS] [-H HISTORY_DIR] [-l LATENCY]
  *                [-R REATTACH_SECONDS] [-r RATIO] [-m MODE] [-P POLICY] [-i PACE_USEC]
- *                [-L HALT_POLL_USEC]
+ *                [-L HALT_POLL_USEC] [-V]
  *
  * RATIO, MODE and POLICY are the VM's own settings (what a domain's configuration would say);
  * vpmd's saved settings for the VM override them. PACE_USEC is a think time after each
  * operation, for tests that want bounded histories. HALT_POLL_USEC is how long a vCPU stopped
- * by a pause polls for its end before it sleeps (default 200, KVM's default halt_poll_ns).
+ * by a pause polls for its end before it sleeps (default 200, KVM's default halt_poll_ns). -V
+ * checks every read against what the guest wrote there (a private copy of its writes; tests).
  *
  * SIGTERM or SIGINT ends the workload early, cleanly (history complete, vpmd told).
  * If vpmd goes away the vCPUs go on with their mappings and the guest re-attaches when vpmd
@@ -83,6 +84,9 @@ struct guest {
 	_Atomic uint64_t *ept;
 	uint8_t *dram, *pool;
 	uint64_t ept_size, dram_size, pool_size, pm_frames_offset;
+	uint8_t *shadow;   /* -V: what this guest wrote, byte for byte */
+	uint64_t *written; /* -V: a bit per cacheline this guest wrote */
+	bool verify;
 	uint8_t *page_lock;
 	struct vcpu *vcpus;
 	pthread_mutex_t send_lock;
@@ -267,6 +271,50 @@ static void unlock_page(struct guest *g, uint64_t gfn)
 	__atomic_clear(&g->page_lock[gfn], __ATOMIC_RELEASE);
 }
 
+/* -V: a write's bytes in the shadow copy, its cachelines marked written (page locked). */
+static void remember_write(struct guest *g, const struct workload_access *a, const uint8_t *p)
+{
+	uint64_t base = a->gfn * PAGE;
+
+	memcpy(g->shadow + base + a->offset, p + a->offset, a->len);
+	for (uint64_t l = a->offset / 64; l <= (a->offset + a->len - 1) / 64; l++)
+		g->written[(base / 64 + l) / 64] |= UINT64_C(1) << ((base / 64 + l) % 64);
+}
+
+/*
+ * -V: a read sees every byte this guest wrote there last (page locked, so no write of its own
+ * races it), whatever tier vpmd moved the page to meanwhile. 1: retry (the mapping went).
+ */
+static int verify_read(struct guest *g, const struct workload_access *a)
+{
+	uint64_t base = a->gfn * PAGE, e;
+	const uint8_t *p;
+	int r = 0;
+
+	lock_page(g, a->gfn);
+	e = atomic_load_explicit(&g->ept[a->gfn], memory_order_acquire);
+	if (!(e & SIM_EPT_PRESENT) || !(p = frame_of(g, e))) {
+		unlock_page(g, a->gfn);
+		return 1;
+	}
+	for (uint64_t l = a->offset / 64; l <= (a->offset + a->len - 1) / 64 && !r; l++) {
+		uint64_t line = base / 64 + l;
+
+		if (!(g->written[line / 64] & (UINT64_C(1) << (line % 64))))
+			continue;
+		if (memcmp(p + l * 64, g->shadow + line * 64, 64) != 0) {
+			fprintf(stderr, "vpm-simguest: %s: gfn %" PRIu64 " bytes %" PRIu64
+				"..%" PRIu64 " (%s frame %" PRIu64 ") differ from what it wrote\n",
+				g->name, a->gfn, l * 64, l * 64 + 63, (e & SIM_EPT_PM) ? "PM" : "DRAM",
+				e & SIM_EPT_FRAME_MASK);
+			r = -EIO;
+		}
+	}
+	atomic_fetch_or_explicit(&g->ept[a->gfn], SIM_EPT_ACCESSED, memory_order_relaxed);
+	unlock_page(g, a->gfn);
+	return r;
+}
+
 static int access_page(struct vcpu *v, const struct workload_access *a)
 {
 	struct guest *g = v->g;
@@ -306,11 +354,18 @@ static int access_page(struct vcpu *v, const struct workload_access *a)
 		h.seq = __atomic_fetch_add(&g->shared->writes, 1, __ATOMIC_SEQ_CST);
 		v->last_seq = h.seq;
 		sim_write_pattern(p + a->offset, a->len, h.seq, g->seed);
+		if (g->verify)
+			remember_write(g, a, p);
 		atomic_fetch_or_explicit(&g->ept[a->gfn], SIM_EPT_DIRTY | SIM_EPT_ACCESSED,
 					 memory_order_release);
 		unlock_page(g, a->gfn);
 		if (v->history && fwrite(&h, sizeof(h), 1, v->history) != 1)
 			return -EIO;
+	} else if (g->verify) {
+		int r = verify_read(g, a);
+
+		if (r != 0)
+			return r;
 	} else {
 		for (uint32_t i = 0; i < a->len; i += 64)
 			v->sink += p[a->offset + i];
@@ -507,7 +562,7 @@ static void usage(void)
 		"                    [-H HISTORY_DIR] [-l dram_read=N,pm_read=N,...]\n"
 		"                    [-R REATTACH_SECONDS] [-r RATIO] [-m native|epoch|hint]\n"
 		"                    [-P vpm|static|random|lru|oracle] [-i PACE_USEC]\n"
-		"                    [-L HALT_POLL_USEC]\n");
+		"                    [-L HALT_POLL_USEC] [-V]\n");
 	exit(2);
 }
 
@@ -521,7 +576,7 @@ static void parse_args(struct guest *g, int argc, char **argv)
 	g->seed = 1;
 	g->reattach_seconds = 60;
 	g->halt_poll_usec = HALT_POLL_USEC_DEFAULT;
-	while ((c = getopt(argc, argv, "s:n:p:c:w:t:W:S:o:d:H:l:R:r:m:P:i:L:")) >= 0) {
+	while ((c = getopt(argc, argv, "s:n:p:c:w:t:W:S:o:d:H:l:R:r:m:P:i:L:V")) >= 0) {
 		switch (c) {
 		case 's': g->socket_path = optarg; break;
 		case 'n': g->name = optarg; break;
@@ -548,6 +603,7 @@ static void parse_args(struct guest *g, int argc, char **argv)
 		case 'P': g->policy = optarg; break;
 		case 'i': g->pace_usec = strtoull(optarg, NULL, 0); break;
 		case 'L': g->halt_poll_usec = strtoull(optarg, NULL, 0); break;
+		case 'V': g->verify = true; break;
 		case 'l':
 			if (latency_model_parse(optarg, &g->lat) < 0)
 				usage();
@@ -582,6 +638,14 @@ int main(int argc, char **argv)
 	}
 	pthread_mutex_init(&g.send_lock, NULL);
 	g.page_lock = calloc(g.n_pages, 1);
+	if (g.verify) {
+		g.shadow = malloc(g.n_pages * PAGE);
+		g.written = calloc((g.n_pages * (PAGE / 64) + 63) / 64, sizeof(uint64_t));
+		if (!g.shadow || !g.written) {
+			fprintf(stderr, "vpm-simguest: no memory for -V\n");
+			return 1;
+		}
+	}
 	g.vcpus = calloc(g.n_vcpus, sizeof(*g.vcpus));
 	if (!g.page_lock || !g.vcpus)
 		die("calloc");
