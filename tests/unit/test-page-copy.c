@@ -93,19 +93,43 @@ START_TEST(test_default_crew)
 }
 END_TEST
 
+/* n pages of source and destination; item i copies source page i to destination page i */
+struct pages {
+	size_t n;
+	uint8_t *src, *dst;
+	struct page_copy_item *items;
+};
+
+static struct pages pages_new(size_t n)
+{
+	struct pages p = { .n = n, .src = aligned_alloc(PM_PAGE_SIZE, n * PM_PAGE_SIZE),
+			   .dst = aligned_alloc(PM_PAGE_SIZE, n * PM_PAGE_SIZE),
+			   .items = calloc(n, sizeof(*p.items)) };
+
+	ck_assert(p.src && p.dst && p.items);
+	for (size_t i = 0; i < n; i++)
+		p.items[i] = (struct page_copy_item){ .dst = p.dst + i * PM_PAGE_SIZE,
+						      .src = p.src + i * PM_PAGE_SIZE };
+	return p;
+}
+
+static void pages_free(struct pages *p)
+{
+	free(p->items);
+	free(p->src);
+	free(p->dst);
+}
+
 START_TEST(test_many_jobs)
 {
 	/* many jobs back to back: helpers late for one must not take the next one's chunks */
 	struct copy_crew *c = NULL;
 	size_t n = 2048;
-	uint8_t *src = aligned_alloc(PM_PAGE_SIZE, n * PM_PAGE_SIZE);
-	uint8_t *dst = aligned_alloc(PM_PAGE_SIZE, n * PM_PAGE_SIZE);
-	struct page_copy_item *items = calloc(n, sizeof(*items));
+	struct pages pg = pages_new(n);
+	uint8_t *src = pg.src, *dst = pg.dst;
+	struct page_copy_item *items = pg.items;
 
 	ck_assert_int_eq(copy_crew_new(4, &c), 0);
-	for (size_t i = 0; i < n; i++)
-		items[i] = (struct page_copy_item){ .dst = dst + i * PM_PAGE_SIZE,
-						    .src = src + i * PM_PAGE_SIZE };
 	for (uint32_t job = 0; job < 200; job++) {
 		size_t k = 1024 + job % 1000;
 
@@ -114,9 +138,7 @@ START_TEST(test_many_jobs)
 		ck_assert_msg(memcmp(dst, src, k * PM_PAGE_SIZE) == 0, "job %u", job);
 	}
 	copy_crew_free(c);
-	free(items);
-	free(src);
-	free(dst);
+	pages_free(&pg);
 }
 END_TEST
 
@@ -154,16 +176,13 @@ START_TEST(test_stage_takes_over)
 	/* a helper descheduled on its chunk: the staging job copies that chunk elsewhere, returns */
 	struct copy_crew *c = NULL;
 	size_t n = 4096, took_over = 0;
-	uint8_t *src = aligned_alloc(PM_PAGE_SIZE, n * PM_PAGE_SIZE);
-	uint8_t *dst = aligned_alloc(PM_PAGE_SIZE, n * PM_PAGE_SIZE);
-	struct page_copy_item *items = calloc(n, sizeof(*items));
+	struct pages pg = pages_new(n);
+	uint8_t *src = pg.src, *dst = pg.dst;
+	struct page_copy_item *items = pg.items;
 	struct page_copy_moved moved[COPY_MOVED_MAX];
 
 	ck_assert_int_eq(copy_crew_new(2, &c), 0);
 	copy_crew_set_claimed_hook(c, hold_helper);
-	for (size_t i = 0; i < n; i++)
-		items[i] = (struct page_copy_item){ .dst = dst + i * PM_PAGE_SIZE,
-						    .src = src + i * PM_PAGE_SIZE };
 	for (uint32_t job = 0; job < 20; job++) {
 		size_t k;
 		bool held;
@@ -203,9 +222,7 @@ START_TEST(test_stage_takes_over)
 	}
 	ck_assert_uint_eq(took_over, 20);
 	copy_crew_free(c);
-	free(items);
-	free(src);
-	free(dst);
+	pages_free(&pg);
 }
 END_TEST
 
@@ -231,18 +248,15 @@ START_TEST(test_next_job_waits_for_late_helper)
 	 */
 	struct copy_crew *c = NULL;
 	size_t n = 4096;
-	uint8_t *src = aligned_alloc(PM_PAGE_SIZE, n * PM_PAGE_SIZE);
-	uint8_t *dst = aligned_alloc(PM_PAGE_SIZE, n * PM_PAGE_SIZE);
-	struct page_copy_item *items = calloc(n, sizeof(*items));
+	struct pages pg = pages_new(n);
+	uint8_t *src = pg.src, *dst = pg.dst;
+	struct page_copy_item *items = pg.items;
 	struct page_copy_moved moved[COPY_MOVED_MAX];
 	pthread_t releaser;
 	bool was_released;
 
 	ck_assert_int_eq(copy_crew_new(2, &c), 0);
 	copy_crew_set_claimed_hook(c, hold_helper);
-	for (size_t i = 0; i < n; i++)
-		items[i] = (struct page_copy_item){ .dst = dst + i * PM_PAGE_SIZE,
-						    .src = src + i * PM_PAGE_SIZE };
 	fill(src, n, 1);
 	job_returned = helper_held = released = false;
 	ck_assert_uint_eq(copy_crew_stage(c, items, n, moved), 1);
@@ -258,9 +272,7 @@ START_TEST(test_next_job_waits_for_late_helper)
 	pthread_join(releaser, NULL);
 	ck_assert(memcmp(dst, src, n * PM_PAGE_SIZE) == 0);
 	copy_crew_free(c);
-	free(items);
-	free(src);
-	free(dst);
+	pages_free(&pg);
 }
 END_TEST
 
