@@ -696,6 +696,8 @@ int main(int argc, char **argv)
 	}
 	free(g.vcpus);
 	free(g.page_lock);
+	free(g.shadow);
+	free(g.written);
 	safe_close(g.sock);
 	safe_close(g.ept_fd);
 	safe_close(g.dram_fd);
