@@ -15,6 +15,7 @@
 #include "backend/backend.h"
 #include "backend/kvm/kvm-backend.h"
 #include "backend/sim/sim-backend.h"
+#include "bitmap.h"
 #include "engine.h"
 #include "json-util.h"
 #include "log.h"
@@ -170,11 +171,6 @@ static uint8_t *dram_ptr(struct vm *vm, uint64_t g)
 	return vm->b->dram + g * PM_PAGE_SIZE;
 }
 
-static bool bit_test(const uint64_t *b, uint64_t i)
-{
-	return (b[i / 64] >> (i % 64)) & 1;
-}
-
 static void sample_add(struct samples *s, uint64_t v)
 {
 	s->v[s->n++ % SAMPLES] = v;
@@ -270,6 +266,24 @@ static void place_pm(struct vm *vm, uint64_t g, uint64_t f)
 	queue_map(vm, g, BACKEND_PM, f, w);
 }
 
+/* Queue the mapping the table holds for g (the hypervisor's may differ after a failed remap). */
+static void queue_table_map(struct vm *vm, uint64_t g)
+{
+	bool w = pt_test(&vm->pt, g, PT_WRITABLE);
+
+	switch (pt_tier(&vm->pt, g)) {
+	case PT_TIER_DRAM:
+		queue_map(vm, g, BACKEND_DRAM, g, w);
+		break;
+	case PT_TIER_PM:
+		queue_map(vm, g, BACKEND_PM, pt_frame(&vm->pt, g), w);
+		break;
+	default:
+		if (!vm->b->ops->maps_all)
+			queue_map(vm, g, BACKEND_UNMAPPED, 0, false);
+	}
+}
+
 /*
  * After a remap failed, the hypervisor may map pages otherwise than the table says: a page
  * the table has on PM may still be read from its DRAM page, one promoted may still be read
@@ -282,21 +296,8 @@ static int resync_maps(struct vm *vm)
 	if (!vm->maps_unsure)
 		return 0;
 	vm->map_failed = false;
-	for (uint64_t g = 0; g < vm->n_pages; g++) {
-		bool w = pt_test(&vm->pt, g, PT_WRITABLE);
-
-		switch (pt_tier(&vm->pt, g)) {
-		case PT_TIER_DRAM:
-			queue_map(vm, g, BACKEND_DRAM, g, w);
-			break;
-		case PT_TIER_PM:
-			queue_map(vm, g, BACKEND_PM, pt_frame(&vm->pt, g), w);
-			break;
-		default:
-			if (!vm->b->ops->maps_all)
-				queue_map(vm, g, BACKEND_UNMAPPED, 0, false);
-		}
-	}
+	for (uint64_t g = 0; g < vm->n_pages; g++)
+		queue_table_map(vm, g);
 	(void)flush_maps(vm);
 	if (vm->map_failed)
 		return log_warning_errno(EIO, "VM '%s': its pages could not be mapped again; "
@@ -826,14 +827,12 @@ static int resolve_fault(struct vm *vm, uint64_t g, bool write)
 		if (write && !pt_test(&vm->pt, g, PT_WRITABLE))
 			place_dram(vm, g, PT_COMMITTED);
 		else /* a remap that failed: the hypervisor does not map it as we do */
-			queue_map(vm, g, BACKEND_DRAM, g, pt_test(&vm->pt, g, PT_WRITABLE));
+			queue_table_map(vm, g);
 		return flush_maps(vm);
 	}
 	if (tier == PT_TIER_PM) {
 		if (!write || pt_test(&vm->pt, g, PT_WRITABLE)) {
-			/* as above */
-			queue_map(vm, g, BACKEND_PM, pt_frame(&vm->pt, g),
-				  pt_test(&vm->pt, g, PT_WRITABLE));
+			queue_table_map(vm, g); /* as above */
 			return flush_maps(vm);
 		}
 		r = make_dram_room(vm);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "bitmap.h"
 #include "macro.h"
 #include "pagetable.h"
 
@@ -43,9 +44,10 @@ void pt_set_flags(struct pagetable *pt, uint64_t gfn, uint64_t set, uint64_t cle
 	pt->pte[gfn] = (pt->pte[gfn] | (set & PT_FLAGS)) & ~(clear & PT_FLAGS);
 }
 
+/* bit i of an optional bitmap (none: clear) */
 static bool bit(const uint64_t *bitmap, uint64_t i)
 {
-	return bitmap && (bitmap[i / 64] >> (i % 64)) & 1;
+	return bitmap && bit_test(bitmap, i);
 }
 
 void pt_epoch_shift(struct pagetable *pt, const uint64_t *dirty, const uint64_t *accessed)

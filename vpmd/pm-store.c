@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <emmintrin.h>
 
+#include "bitmap.h"
 #include "crash-inject.h"
 #include "json-util.h"
 #include "log.h"
@@ -79,20 +80,6 @@ static void set_problem(struct pm_recovery *r, const char *fmt, ...)
 	va_end(ap);
 }
 
-static bool bit_test(const uint64_t *b, uint64_t i)
-{
-	return b[i / 64] & (UINT64_C(1) << (i % 64));
-}
-
-static void bit_set(uint64_t *b, uint64_t i)
-{
-	b[i / 64] |= UINT64_C(1) << (i % 64);
-}
-
-static void bit_clear(uint64_t *b, uint64_t i)
-{
-	b[i / 64] &= ~(UINT64_C(1) << (i % 64));
-}
 
 /* The pool at byte offset off; every structure there is at least 8-byte aligned. */
 static void *pool_at(struct pm_store *s, uint64_t off)

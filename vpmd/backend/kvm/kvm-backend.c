@@ -18,6 +18,7 @@
 #include <linux/vpm-kvm.h>
 
 #include "backend/backend.h"
+#include "bitmap.h"
 #include "engine.h"
 #include "kvm-backend.h"
 #include "log.h"
@@ -111,9 +112,9 @@ static int unmap_one(struct kvm_vm *k, uint64_t g)
 
 static bool test_and_set(uint64_t *bits, uint64_t i)
 {
-	bool was = (bits[i / 64] >> (i % 64)) & 1;
+	bool was = bit_test(bits, i);
 
-	bits[i / 64] |= UINT64_C(1) << (i % 64);
+	bit_set(bits, i);
 	return was;
 }
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
+#include "bitmap.h"
 #include "engine.h"
 #include "log.h"
 #include "macro.h"
@@ -144,9 +145,9 @@ static void sim_harvest(struct backend_vm *b, uint64_t *dirty, uint64_t *accesse
 			continue;
 		e = atomic_fetch_and(&s->ept[g], ~(SIM_EPT_DIRTY | SIM_EPT_ACCESSED));
 		if (e & SIM_EPT_ACCESSED)
-			accessed[g / 64] |= UINT64_C(1) << (g % 64);
+			bit_set(accessed, g);
 		if (e & SIM_EPT_DIRTY)
-			dirty[g / 64] |= UINT64_C(1) << (g % 64);
+			bit_set(dirty, g);
 	}
 }
 
@@ -158,7 +159,7 @@ static void sim_sample_accessed(struct backend_vm *b, uint64_t *accessed)
 		if (!(atomic_load_explicit(&s->ept[g], memory_order_relaxed) & SIM_EPT_ACCESSED))
 			continue;
 		if (atomic_fetch_and(&s->ept[g], ~SIM_EPT_ACCESSED) & SIM_EPT_ACCESSED)
-			accessed[g / 64] |= UINT64_C(1) << (g % 64);
+			bit_set(accessed, g);
 	}
 }
 
@@ -536,6 +537,7 @@ int sim_backend_new(struct engine *en, sd_event *event, const char *sock_path,
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct sim_backend *sb;
+	const char *fail;
 	int r;
 
 	if (strlen(sock_path) >= sizeof(sa.sun_path))
@@ -546,8 +548,9 @@ int sim_backend_new(struct engine *en, sd_event *event, const char *sock_path,
 	sb->en = en;
 	sb->event = event;
 	sb->listen_fd = -1;
-	if (getenv("VPM_SIM_FAIL_MAP_EVERY")) {
-		fail_map_every = strtoul(getenv("VPM_SIM_FAIL_MAP_EVERY"), NULL, 10);
+	fail = getenv("VPM_SIM_FAIL_MAP_EVERY");
+	if (fail) {
+		fail_map_every = strtoul(fail, NULL, 10);
 		log_warning("Sim backend: every %lu-th remap fails (VPM_SIM_FAIL_MAP_EVERY)",
 			    fail_map_every);
 	}

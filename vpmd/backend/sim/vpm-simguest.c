@@ -41,6 +41,7 @@
 #include <stdatomic.h>
 #include <unistd.h>
 
+#include "bitmap.h"
 #include "latency.h"
 #include "macro.h"
 #include "parse-util.h"
@@ -278,7 +279,7 @@ static void remember_write(struct guest *g, const struct workload_access *a, con
 
 	memcpy(g->shadow + base + a->offset, p + a->offset, a->len);
 	for (uint64_t l = a->offset / 64; l <= (a->offset + a->len - 1) / 64; l++)
-		g->written[(base / 64 + l) / 64] |= UINT64_C(1) << ((base / 64 + l) % 64);
+		bit_set(g->written, base / 64 + l);
 }
 
 /*
@@ -300,7 +301,7 @@ static int verify_read(struct guest *g, const struct workload_access *a)
 	for (uint64_t l = a->offset / 64; l <= (a->offset + a->len - 1) / 64 && !r; l++) {
 		uint64_t line = base / 64 + l;
 
-		if (!(g->written[line / 64] & (UINT64_C(1) << (line % 64))))
+		if (!bit_test(g->written, line))
 			continue;
 		if (memcmp(p + l * 64, g->shadow + line * 64, 64) != 0) {
 			fprintf(stderr, "vpm-simguest: %s: gfn %" PRIu64 " bytes %" PRIu64
@@ -641,13 +642,9 @@ int main(int argc, char **argv)
 	if (g.verify) {
 		g.shadow = malloc(g.n_pages * PAGE);
 		g.written = calloc((g.n_pages * (PAGE / 64) + 63) / 64, sizeof(uint64_t));
-		if (!g.shadow || !g.written) {
-			fprintf(stderr, "vpm-simguest: no memory for -V\n");
-			return 1;
-		}
 	}
 	g.vcpus = calloc(g.n_vcpus, sizeof(*g.vcpus));
-	if (!g.page_lock || !g.vcpus)
+	if (!g.page_lock || !g.vcpus || (g.verify && (!g.shadow || !g.written)))
 		die("calloc");
 	attach(&g);
 	for (unsigned i = 0; i < g.n_vcpus; i++) {
